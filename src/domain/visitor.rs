@@ -1,0 +1,126 @@
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+use super::FieldError;
+
+/// A web channel's Configuration ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChannelId(Uuid);
+
+impl ChannelId {
+    pub fn new_random() -> Self {
+        ChannelId(Uuid::new_v4())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        Uuid::parse_str(raw.trim())
+            .map(ChannelId)
+            .map_err(|_| FieldError::new("channelId", "is not a Configuration ID"))
+    }
+
+    pub fn from_uuid(id: Uuid) -> Self {
+        ChannelId(id)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for ChannelId {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// The visitor's userId from applyToken: 1-32 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(String);
+
+impl UserId {
+    pub const MAX_CHARS: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        bounded_text("userId", raw, Self::MAX_CHARS).map(UserId)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The visitor's userName from applyToken: 1-64 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+impl UserName {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        bounded_text("userName", raw, Self::MAX_CHARS).map(UserName)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn bounded_text(field: &str, raw: &str, max_chars: usize) -> Result<String, FieldError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(FieldError::new(field, "must not be blank"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(FieldError(format!(
+            "{field} must be at most {max_chars} characters long"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_id_round_trips() {
+        let id = ChannelId::new_random();
+        assert_eq!(ChannelId::parse(&id.to_string()).unwrap(), id);
+        assert!(ChannelId::parse("not-a-channel").is_err());
+    }
+
+    #[test]
+    fn user_id_is_1_to_32_characters() {
+        assert!(UserId::parse("visitor-1").is_ok());
+        assert!(UserId::parse(&"ü".repeat(32)).is_ok());
+        assert!(UserId::parse(&"u".repeat(33)).is_err());
+        assert!(UserId::parse("  ").is_err());
+        assert!(UserId::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn user_name_refuses_control_characters() {
+        assert!(UserName::parse("Ada Lovelace").is_ok());
+        assert!(UserName::parse("Ada\u{0}").is_err());
+        let err = UserName::parse(&"n".repeat(65)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "userName must be at most 64 characters long"
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! Per-token and per-client-IP request limits, counted in this instance's memory.
+
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::visitor::token::TokenHash;
+
+/// A request was over a limit; it may be retried after this many seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(pub u64);
+
+/// The limits of `LEAVEMSG_RATE_PER_TOKEN` and `LEAVEMSG_RATE_PER_IP` (calls a minute, 0 = none).
+pub struct Limits {
+    per_token: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
+    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl Limits {
+    pub fn new(per_token_per_minute: u32, per_ip_per_minute: u32) -> Self {
+        fn limiter<K: Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+            NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+        }
+        Limits {
+            per_token: limiter(per_token_per_minute),
+            per_ip: limiter(per_ip_per_minute),
+        }
+    }
+
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), RetryAfter> {
+        check(self.per_ip.as_ref(), &ip)
+    }
+
+    pub fn check_token(&self, token: &TokenHash) -> Result<(), RetryAfter> {
+        check(self.per_token.as_ref(), &token.0)
+    }
+
+    /// Forgets keys whose limits have fully recovered, so memory follows recent traffic only.
+    pub fn forget_idle(&self) {
+        if let Some(l) = &self.per_token {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        if let Some(l) = &self.per_ip {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+fn check<K: Hash + Eq + Clone>(
+    limiter: Option<&DefaultKeyedRateLimiter<K>>,
+    key: &K,
+) -> Result<(), RetryAfter> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        // Round up: retrying after the advertised time must succeed.
+        RetryAfter(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_n_plus_first_call_in_a_minute_is_refused() {
+        let limits = Limits::new(3, 0);
+        let token = TokenHash([7; 32]);
+        for _ in 0..3 {
+            assert!(limits.check_token(&token).is_ok());
+        }
+        let RetryAfter(secs) = limits.check_token(&token).unwrap_err();
+        assert!((1..=60).contains(&secs), "{secs}");
+        // Another token has its own allowance; IPs are unlimited here.
+        assert!(limits.check_token(&TokenHash([8; 32])).is_ok());
+        for _ in 0..1000 {
+            assert!(limits.check_ip("192.0.2.1".parse().unwrap()).is_ok());
+        }
+    }
+
+    #[test]
+    fn per_ip_limit_counts_each_address() {
+        let limits = Limits::new(0, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        assert!(limits.check_ip(a).is_ok());
+        assert!(limits.check_ip(a).is_ok());
+        assert!(limits.check_ip(a).is_err());
+        assert!(limits.check_ip(b).is_ok());
+        limits.forget_idle();
+    }
+}

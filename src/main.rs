@@ -1,0 +1,25 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use leavemsg::cli::Cli;
+
+fn main() -> ExitCode {
+    // A missing .env is normal; real environment variables win over it.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    leavemsg::telemetry::init(cli.settings.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("leavemsg: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(leavemsg::commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leavemsg: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Building and running the HTTP server.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use chrono::Utc;
+
+use crate::limits::Limits;
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::store::{self, Database};
+use crate::{ops, telemetry, visitor};
+
+/// How long a client may take to send its request head.
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish after SIGTERM.
+const SHUTDOWN_GRACE_SECS: u64 = 30;
+/// How often idle rate-limit entries and expired tokens are cleared away.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    database: Database,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Connects (starting the embedded cluster if needed), migrates, and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let database = Database::open(&settings).await?;
+        store::migrate(&database.pool).await?;
+        let signing_key = store::tokens::signing_key(&database.pool).await?;
+        let state = web::Data::new(AppState {
+            pool: database.pool.clone(),
+            signing_key,
+            token_ttl: settings.token_ttl,
+            cookie_secure: settings.cookie_secure,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            limits: Limits::new(settings.rate_per_token, settings.rate_per_ip),
+        });
+
+        let listener = TcpListener::bind(settings.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(telemetry::request_span))
+                .app_data(app_state.clone())
+                .configure(visitor::routes)
+                .configure(ops::routes)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+        .run();
+        Ok(Application {
+            port,
+            server,
+            database,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// For stopping the server from elsewhere (tests); SIGTERM and SIGINT also stop it.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped, then closes the pool and stops the embedded cluster.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let served = self.server.await;
+        housekeeping.abort();
+        self.database.close().await;
+        served
+    }
+}
+
+async fn housekeeping(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        tick.tick().await;
+        state.limits.forget_idle();
+        let expired = store::tokens::delete_expired(&state.pool, Utc::now());
+        if let Err(e) = store::within_deadline(expired).await {
+            tracing::warn!(error = ?e, "could not delete expired tokens");
+        }
+    }
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("text/plain")
+        .body("not found\n")
+}

@@ -1,0 +1,41 @@
+//! Agents and their API keys (only hashes are stored).
+
+use sqlx::PgPool;
+
+pub struct NewAgent<'a> {
+    pub name: &'a str,
+    pub is_admin: bool,
+    pub key_id: &'a str,
+    pub key_hash: &'a [u8; 32],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAgentError {
+    #[error("an agent named {0:?} already exists")]
+    NameTaken(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub async fn create(pool: &PgPool, new: &NewAgent<'_>) -> Result<i64, CreateAgentError> {
+    let created = sqlx::query_scalar!(
+        "INSERT INTO agent (name, is_admin, key_id, key_hash) VALUES ($1, $2, $3, $4) RETURNING id",
+        new.name,
+        new.is_admin,
+        new.key_id,
+        new.key_hash.as_slice(),
+    )
+    .fetch_one(pool)
+    .await;
+    match created {
+        Ok(id) => Ok(id),
+        Err(e)
+            if e.as_database_error()
+                .and_then(|d| d.constraint())
+                .is_some_and(|c| c == "agent_name_key") =>
+        {
+            Err(CreateAgentError::NameTaken(new.name.to_owned()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

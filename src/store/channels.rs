@@ -1,0 +1,102 @@
+//! Web channel configurations.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::domain::ChannelId;
+
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub id: ChannelId,
+    pub name: String,
+    pub origins: Vec<String>,
+    pub cross_site: bool,
+    pub prompt: Option<String>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+pub struct NewChannel<'a> {
+    pub name: &'a str,
+    pub origins: &'a [String],
+    pub cross_site: bool,
+    pub prompt: Option<&'a str>,
+}
+
+pub async fn create(pool: &PgPool, new: &NewChannel<'_>) -> Result<ChannelId, sqlx::Error> {
+    let id = ChannelId::new_random();
+    sqlx::query!(
+        "INSERT INTO web_channel (id, name, origins, cross_site, prompt) VALUES ($1, $2, $3, $4, $5)",
+        id.as_uuid(),
+        new.name,
+        new.origins,
+        new.cross_site,
+        new.prompt,
+    )
+    .execute(pool)
+    .await?;
+    Ok(id)
+}
+
+pub async fn find(pool: &PgPool, id: ChannelId) -> Result<Option<Channel>, sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT id, name, origins, cross_site, prompt, enabled, created_at
+         FROM web_channel WHERE id = $1",
+        id.as_uuid()
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Channel {
+        id: ChannelId::from_uuid(r.id),
+        name: r.name,
+        origins: r.origins,
+        cross_site: r.cross_site,
+        prompt: r.prompt,
+        enabled: r.enabled,
+        created_at: r.created_at,
+    }))
+}
+
+pub async fn list(pool: &PgPool) -> Result<Vec<Channel>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT id, name, origins, cross_site, prompt, enabled, created_at
+         FROM web_channel ORDER BY created_at, id"
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Channel {
+            id: ChannelId::from_uuid(r.id),
+            name: r.name,
+            origins: r.origins,
+            cross_site: r.cross_site,
+            prompt: r.prompt,
+            enabled: r.enabled,
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+/// Disables a channel; its tokens stop working at once. Returns false if there is no such channel.
+pub async fn disable(pool: &PgPool, id: ChannelId) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE web_channel SET enabled = false, disabled_at = coalesce(disabled_at, now())
+         WHERE id = $1",
+        id.as_uuid()
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether any enabled channel lists `origin`: decides CORS preflights, which carry no channel.
+pub async fn origin_is_registered(pool: &PgPool, origin: &str) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM web_channel WHERE enabled AND $1 = ANY (origins)) AS "found!""#,
+        origin
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(found)
+}

@@ -1,0 +1,188 @@
+//! All SQL lives here. Handlers call these functions; they never build queries.
+
+pub mod agents;
+pub mod channels;
+pub mod messages;
+pub mod tokens;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use crate::embedded_pg::Cluster;
+use crate::settings::Settings;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long a request may wait for a pooled connection before the answer is 503.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long PostgreSQL may spend on one statement.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The whole of a request's database work, end to end; beyond it the answer is 503.
+pub const DEADLINE: Duration = Duration::from_secs(4);
+
+/// The database name of the embedded cluster.
+const EMBEDDED_DATABASE: &str = "leavemsg";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("database did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Runs `work` against the database within [`DEADLINE`].
+pub async fn within_deadline<T, F>(work: F) -> Result<T, StoreError>
+where
+    F: Future<Output = Result<T, sqlx::Error>>,
+{
+    match tokio::time::timeout(DEADLINE, work).await {
+        Ok(result) => result.map_err(StoreError::from),
+        Err(_) => Err(StoreError::Timeout(DEADLINE)),
+    }
+}
+
+/// The connection pool, plus the private cluster when there is no `DATABASE_URL`.
+pub struct Database {
+    pub pool: PgPool,
+    pub cluster: Option<Cluster>,
+}
+
+impl Database {
+    /// Connects to `DATABASE_URL`, or starts (or reuses) the embedded cluster and connects to it.
+    /// Blocking parts (starting the cluster) run off the async runtime.
+    pub async fn open(settings: &Settings) -> anyhow::Result<Database> {
+        let (url, cluster) = match &settings.database_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let data_dir = settings.data_dir.clone();
+                let cluster =
+                    tokio::task::spawn_blocking(move || Cluster::start(&data_dir)).await??;
+                ensure_database(&cluster).await?;
+                (cluster.database_url(EMBEDDED_DATABASE), Some(cluster))
+            }
+        };
+        let options = connect_options(&url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_db_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(Database { pool, cluster })
+    }
+
+    /// Closes the pool and stops the embedded cluster unless another process still uses it.
+    pub async fn close(self) {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster {
+            let others = other_clients(&cluster).await.unwrap_or(0);
+            if others > 0 {
+                tracing::info!(
+                    others,
+                    "embedded PostgreSQL left running: other clients use it"
+                );
+                return;
+            }
+            match tokio::task::spawn_blocking(move || cluster.stop()).await {
+                Ok(Ok(())) => tracing::info!("embedded PostgreSQL stopped"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not stop embedded PostgreSQL"),
+                Err(e) => tracing::warn!(error = %e, "could not stop embedded PostgreSQL"),
+            }
+        }
+    }
+}
+
+/// Connection settings from a URL, with the timeouts every connection carries.
+pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?
+        .application_name("leavemsg")
+        .options([(
+            "statement_timeout",
+            STATEMENT_TIMEOUT.as_millis().to_string(),
+        )])
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+    Ok(options)
+}
+
+async fn ensure_database(cluster: &Cluster) -> anyhow::Result<()> {
+    let mut conn = connect_options(&cluster.database_url("postgres"))?
+        .connect()
+        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(EMBEDDED_DATABASE)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        // Another process may create it at the same moment; that is fine.
+        // (The name is EMBEDDED_DATABASE; DDL takes no bind parameters.)
+        let created = sqlx::query("CREATE DATABASE leavemsg")
+            .execute(&mut conn)
+            .await;
+        if let Err(e) = created {
+            let duplicate = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42P04");
+            if !duplicate {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn other_clients(cluster: &Cluster) -> anyhow::Result<i64> {
+    let mut conn = connect_options(&cluster.database_url("postgres"))?
+        .connect()
+        .await?;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    Ok(count)
+}
+
+/// Succeeds when the database answers a trivial query.
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
+/// Applies pending migrations.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Errors unless every migration this binary knows is applied: commands other than `serve`
+/// and `migrate` refuse to work on an old schema.
+pub async fn require_migrated(pool: &PgPool) -> anyhow::Result<()> {
+    let table_exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    let applied: Vec<i64> = if table_exists {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let missing = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .filter(|m| !applied.contains(&m.version))
+        .count();
+    if missing > 0 {
+        anyhow::bail!(
+            "the database needs migrating ({missing} pending migration(s)): run `leavemsg migrate` first"
+        );
+    }
+    Ok(())
+}

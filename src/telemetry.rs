@@ -1,0 +1,81 @@
+//! Logging: one line per request with a request id; never a phone number, message text,
+//! token or API key (request bodies, query strings and cookies are not logged).
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// Response header carrying the request id, for matching a complaint with a log line.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Installs the global subscriber; `RUST_LOG` overrides the default `info` level.
+pub fn init(format: LogFormat) {
+    init_with_default(format, "info,sqlx=warn,actix_server=warn");
+}
+
+/// Like [`init`], with another default filter (tests log warnings only).
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Colours only on a terminal: log files and collectors get plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    // A second init (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Middleware: a span per request with its id, route and method; one line when it ends.
+pub async fn request_span(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    // The route pattern, not the path: paths and queries may carry personal data.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "<unmatched>".to_owned());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        route = %route,
+    );
+    let started = Instant::now();
+    let result = next.call(req).instrument(span.clone()).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _entered = span.enter();
+    match result {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            tracing::info!(status, elapsed_ms, "request finished");
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+            }
+            Ok(response)
+        }
+        Err(e) => {
+            tracing::warn!(elapsed_ms, error = %e, "request failed");
+            Err(e)
+        }
+    }
+}

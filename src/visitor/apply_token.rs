@@ -1,0 +1,167 @@
+//! `POST …/applyToken`: issue a ccmessaging-token for a visitor on a channel.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::TOKEN_NAME;
+use super::leave_message::string_field;
+use super::request::{self, BodyError};
+use super::vendor_reply::ApplyTokenReply;
+use crate::domain::{ChannelId, UserId, UserName};
+use crate::state::AppState;
+use crate::store;
+
+#[derive(Deserialize)]
+struct RawApplyToken {
+    #[serde(default, deserialize_with = "request::present", rename = "userId")]
+    user_id: Option<Value>,
+    #[serde(default, deserialize_with = "request::present", rename = "userName")]
+    user_name: Option<Value>,
+    #[serde(default, deserialize_with = "request::present", rename = "channelId")]
+    channel_id: Option<Value>,
+    /// Accepted for compatibility; the interface answers in English.
+    #[allow(dead_code)]
+    locale: Option<Value>,
+}
+
+struct ApplyTokenParams {
+    user_id: UserId,
+    user_name: UserName,
+    channel_id: ChannelId,
+}
+
+pub async fn apply_token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let mut builder = HttpResponse::Ok();
+    let reply = handle(&req, payload, &state, &mut builder).await;
+    reply.into_response(builder)
+}
+
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    builder: &mut actix_web::HttpResponseBuilder,
+) -> ApplyTokenReply {
+    let client_ip = request::client_ip(req, state);
+    if let Err(r) = state.limits.check_ip(client_ip) {
+        return ApplyTokenReply::RateLimited {
+            retry_after_secs: r.0,
+        };
+    }
+    let body = match request::read_json_body(req, payload).await {
+        Ok(body) => body,
+        Err(BodyError::UnsupportedMediaType) => return ApplyTokenReply::UnsupportedMediaType,
+        Err(BodyError::TooLarge) => return ApplyTokenReply::TooLarge,
+        Err(BodyError::Unreadable) => {
+            return ApplyTokenReply::Refused("request body could not be read".to_owned());
+        }
+    };
+    let params = match parse_body(&body) {
+        Ok(params) => params,
+        Err(why) => return ApplyTokenReply::Refused(why),
+    };
+
+    let channel =
+        match store::within_deadline(store::channels::find(&state.pool, params.channel_id)).await {
+            Ok(Some(channel)) if channel.enabled => channel,
+            Ok(Some(_)) => {
+                return ApplyTokenReply::Refused("channelId names a disabled channel".to_owned());
+            }
+            Ok(None) => {
+                return ApplyTokenReply::Refused(
+                    "channelId does not name a web channel".to_owned(),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "channel lookup failed");
+                return ApplyTokenReply::Unavailable;
+            }
+        };
+    let origin = request::origin(req);
+    if !request::origin_allowed(req, origin, &channel.origins) {
+        return ApplyTokenReply::ForbiddenOrigin;
+    }
+    if let Some(origin) = origin {
+        request::allow_cors(builder, origin);
+    }
+
+    let issued = state
+        .signing_key
+        .issue(channel.id, params.user_id, Utc::now(), state.token_ttl);
+    let saved =
+        store::tokens::replace(&state.pool, &issued.claims, &params.user_name, &issued.hash);
+    if let Err(e) = store::within_deadline(saved).await {
+        tracing::error!(error = ?e, "storing a token failed");
+        return ApplyTokenReply::Unavailable;
+    }
+    tracing::info!(channel = %channel.id, "token issued");
+
+    let secure = state.cookie_secure || channel.cross_site;
+    let same_site = if channel.cross_site { "None" } else { "Lax" };
+    let set_cookie = format!(
+        "{TOKEN_NAME}={}; Path=/service-cloud; HttpOnly; SameSite={same_site}; Max-Age={}{}",
+        issued.token,
+        state.token_ttl.num_seconds(),
+        if secure { "; Secure" } else { "" },
+    );
+    ApplyTokenReply::Issued {
+        token: issued.token,
+        set_cookie,
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<ApplyTokenParams, String> {
+    let raw: RawApplyToken = request::parse_object(body)?;
+    fn field<'a>(name: &str, value: Option<&'a Value>) -> Result<&'a str, String> {
+        string_field(name, value).map_err(|e| e.to_string())
+    }
+    Ok(ApplyTokenParams {
+        user_id: UserId::parse(field("userId", raw.user_id.as_ref())?)
+            .map_err(|e| e.to_string())?,
+        user_name: UserName::parse(field("userName", raw.user_name.as_ref())?)
+            .map_err(|e| e.to_string())?,
+        channel_id: ChannelId::parse(field("channelId", raw.channel_id.as_ref())?)
+            .map_err(|e| e.to_string())?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_checked_in_order_and_named() {
+        let id = ChannelId::new_random();
+        let ok = format!(r#"{{"userId":"u1","userName":"Ada","channelId":"{id}","locale":"en"}}"#);
+        assert!(parse_body(ok.as_bytes()).is_ok());
+        for (body, expected) in [
+            (
+                r#"{"userName":"Ada","channelId":"x"}"#.to_owned(),
+                "userId is missing",
+            ),
+            (
+                format!(
+                    r#"{{"userId":"{}","userName":"Ada","channelId":"{id}"}}"#,
+                    "u".repeat(33)
+                ),
+                "userId must be at most 32 characters long",
+            ),
+            (
+                format!(r#"{{"userId":"u1","userName":7,"channelId":"{id}"}}"#),
+                "userName must be a string",
+            ),
+            (
+                r#"{"userId":"u1","userName":"Ada","channelId":"nope"}"#.to_owned(),
+                "channelId is not a Configuration ID",
+            ),
+        ] {
+            assert_eq!(parse_body(body.as_bytes()).err().as_deref(), Some(expected));
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! What both visitor calls read from a request: client IP, origin, content type and body.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use futures_util::StreamExt;
+
+use super::MAX_BODY_BYTES;
+use super::client_ip;
+use crate::state::AppState;
+use crate::store;
+
+/// All values of a header joined with ", ", as proxies treat repeated headers.
+pub fn joined_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+pub fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The visitor's address (see [`client_ip::resolve`]).
+pub fn client_ip(req: &HttpRequest, state: &AppState) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    if state.trusted_proxies.is_empty() {
+        return peer.to_canonical();
+    }
+    client_ip::resolve(
+        peer,
+        joined_header(req.headers(), "x-forwarded-for").as_deref(),
+        header_str(req, "x-real-ip"),
+        &state.trusted_proxies,
+    )
+}
+
+/// The request's `Origin`, if a browser sent one.
+pub fn origin(req: &HttpRequest) -> Option<&str> {
+    header_str(req, header::ORIGIN.as_str()).filter(|o| !o.is_empty())
+}
+
+/// Whether a request from `origin` may act on a channel with `allowed` origins. Requests with
+/// no Origin (not from a browser page, or same-origin GET) are allowed; so are the service's
+/// own pages, whose origin's host is the request's Host.
+pub fn origin_allowed(req: &HttpRequest, origin: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let normalized = origin.trim_end_matches('/').to_ascii_lowercase();
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(&normalized)) {
+        return true;
+    }
+    let host = header_str(req, header::HOST.as_str()).unwrap_or_default();
+    let origin_host = normalized
+        .strip_prefix("https://")
+        .or_else(|| normalized.strip_prefix("http://"));
+    !host.is_empty() && origin_host.is_some_and(|h| h.eq_ignore_ascii_case(host))
+}
+
+/// Adds the CORS headers that let a page on `origin` read the answer and send cookies.
+pub fn allow_cors(builder: &mut HttpResponseBuilder, origin: &str) {
+    builder
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"))
+        .insert_header((header::VARY, "Origin"));
+}
+
+/// `OPTIONS` preflight: answered for origins that some enabled channel lists. The preflight
+/// carries no token or body, so which channel is meant is not known yet; the real request is
+/// checked against its own channel.
+pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Some(origin) = origin(&req) else {
+        return HttpResponse::NoContent().finish();
+    };
+    let normalized = origin.trim_end_matches('/').to_ascii_lowercase();
+    match store::within_deadline(store::channels::origin_is_registered(
+        &state.pool,
+        &normalized,
+    ))
+    .await
+    {
+        Ok(true) => {
+            let mut builder = HttpResponse::NoContent();
+            allow_cors(&mut builder, origin);
+            builder
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST, OPTIONS"))
+                .insert_header((
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "content-type, ccmessaging-token",
+                ))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+                .finish()
+        }
+        Ok(false) => HttpResponse::Forbidden()
+            .insert_header((header::VARY, "Origin"))
+            .finish(),
+        Err(e) => {
+            tracing::error!(error = ?e, "preflight origin lookup failed");
+            HttpResponse::ServiceUnavailable().finish()
+        }
+    }
+}
+
+/// Why a body was not read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    UnsupportedMediaType,
+    TooLarge,
+    Unreadable,
+}
+
+/// `application/json`, with no parameter or `charset=utf-8`, in any letter case.
+pub fn is_json_content_type(req: &HttpRequest) -> bool {
+    let Some(value) = header_str(req, header::CONTENT_TYPE.as_str()) else {
+        return false;
+    };
+    let mut parts = value.split(';').map(str::trim);
+    let essence_ok = parts
+        .next()
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
+    essence_ok
+        && parts.filter(|p| !p.is_empty()).all(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("charset")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            })
+        })
+}
+
+/// Reads a JSON body of at most [`MAX_BODY_BYTES`], refusing early on Content-Length.
+pub async fn read_json_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<web::BytesMut, BodyError> {
+    if !is_json_content_type(req) {
+        return Err(BodyError::UnsupportedMediaType);
+    }
+    let declared =
+        header_str(req, header::CONTENT_LENGTH.as_str()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Deepest nesting of arrays and objects a visitor body may have.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`], including inside ignored fields
+/// (which the parser skips without a depth limit).
+pub fn check_nesting(body: &[u8]) -> Result<(), String> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(format!(
+                        "request body is nested more than {MAX_JSON_DEPTH} levels deep"
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Present JSON values, `null` included (a plain `Option<Value>` turns `null` into `None`).
+pub fn present<'de, D>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}
+
+/// Parses a visitor's JSON body into `T`: valid UTF-8, an object, not nested too deeply.
+/// The error is the `resultDesc` to answer with.
+pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    if std::str::from_utf8(body).is_err() {
+        return Err("request body is not valid UTF-8".to_owned());
+    }
+    check_nesting(body)?;
+    let parsed = serde_json::from_slice::<T>(body);
+    // Checked after parsing so that malformed JSON is reported as such; serde would also
+    // accept an array for a struct.
+    match parsed {
+        Ok(_) | Err(_) if body.trim_ascii_start().first() == Some(&b'[') => {
+            Err("request body must be a JSON object".to_owned())
+        }
+        Ok(value) => Ok(value),
+        Err(e) => Err(describe_json_error(body, &e)),
+    }
+}
+
+fn describe_json_error(body: &[u8], e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data if body.trim_ascii_start().first() != Some(&b'{') => {
+            "request body must be a JSON object".to_owned()
+        }
+        Category::Data => format!("request body is not acceptable: {e}"),
+        Category::Syntax | Category::Eof | Category::Io => {
+            format!("request body is not valid JSON: {e}")
+        }
+    }
+}

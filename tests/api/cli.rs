@@ -1,0 +1,349 @@
+//! CONTRACT §1: the commands, run as a newcomer runs them.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_leavemsg");
+
+/// Runs `leavemsg ARGS` with only the settings given here (no .env, no inherited DATABASE_URL).
+fn leavemsg(envs: &[(&str, &str)], args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("LEAVEMSG_LOG_FORMAT", "text");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run leavemsg")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn last_line(out: &Output) -> String {
+    stdout(out).lines().last().unwrap_or_default().to_owned()
+}
+
+async fn migrated_database() -> String {
+    let url = fresh_database().await;
+    let out = leavemsg(&[("DATABASE_URL", &url)], &["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    url
+}
+
+#[tokio::test]
+async fn help_explains_every_command() {
+    let out = leavemsg(&[], &["--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    for word in [
+        "serve",
+        "migrate",
+        "channel",
+        "agent",
+        "purge",
+        "erase",
+        "DATABASE_URL",
+        "LEAVEMSG_DATA_DIR",
+    ] {
+        assert!(
+            help.contains(word),
+            "--help does not mention {word}:\n{help}"
+        );
+    }
+    let out = leavemsg(&[], &["channel", "create", "--help"]);
+    assert!(stdout(&out).contains("--origin <URL>"));
+    assert!(stdout(&out).contains("--cross-site"));
+}
+
+#[tokio::test]
+async fn commands_refuse_an_unmigrated_database_in_one_line() {
+    let url = fresh_database().await;
+    let out = leavemsg(&[("DATABASE_URL", &url)], &["channel", "list"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("run `leavemsg migrate`"), "{err}");
+}
+
+#[tokio::test]
+async fn channel_create_list_disable() {
+    let url = migrated_database().await;
+    let env = [("DATABASE_URL", url.as_str())];
+    let out = leavemsg(
+        &env,
+        &[
+            "channel",
+            "create",
+            "--name",
+            "Support site",
+            "--origin",
+            "https://WWW.Example.com/",
+            "--cross-site",
+            "--prompt",
+            "Leave us a message",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = last_line(&out);
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "last line is not the id: {id:?}"
+    );
+
+    let out = leavemsg(&env, &["channel", "list"]);
+    let list = stdout(&out);
+    assert!(
+        list.contains(&id)
+            && list.contains("Support site")
+            && list.contains("https://www.example.com"),
+        "{list}"
+    );
+    assert!(list.contains("enabled") && list.contains("cross-site"));
+
+    let out = leavemsg(
+        &env,
+        &["channel", "create", "--name", "x", "--origin", "ftp://nope"],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("origin"));
+
+    let out = leavemsg(&env, &["channel", "disable", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&leavemsg(&env, &["channel", "list"])).contains("disabled"));
+    let out = leavemsg(
+        &env,
+        &["channel", "disable", &uuid::Uuid::new_v4().to_string()],
+    );
+    assert!(!out.status.success());
+    let out = leavemsg(&env, &["channel", "disable", "not-an-id"]);
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn agent_create_prints_the_key_once_and_stores_only_its_hash() {
+    let url = migrated_database().await;
+    let env = [("DATABASE_URL", url.as_str())];
+    let out = leavemsg(&env, &["agent", "create", "--name", "alice", "--admin"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = last_line(&out);
+    assert!(key.starts_with("lmk_"), "{key}");
+
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (name, admin, key_id, hash): (String, bool, String, Vec<u8>) =
+        sqlx::query_as("SELECT name, is_admin, key_id, key_hash FROM agent")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((name.as_str(), admin), ("alice", true));
+    let secret = key.rsplit('_').next().unwrap();
+    assert!(key.contains(&key_id));
+    assert_eq!(hash, Sha256::digest(secret.as_bytes()).to_vec());
+    let dump: String = sqlx::query_scalar("SELECT a::text FROM agent a")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!dump.contains(secret), "the secret is stored");
+
+    let out = leavemsg(&env, &["agent", "create", "--name", "alice"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn purge_and_erase_print_what_they_removed() {
+    let app = spawn_app().await;
+    let (_, token) = app.channel_and_token().await;
+    for (phone, text) in [("+1 555 0107", "a"), ("15550107", "b"), ("999 888", "c")] {
+        let resp = app
+            .leave_message(&token, &json!({"phoneNo": phone, "leaveMessage": text}))
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let env = [("DATABASE_URL", app.database_url.as_str())];
+    let out = leavemsg(&env, &["erase", "--phone", "+1 (555) 0107"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("deleted 2 message(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(app.message_count().await, 1);
+
+    // Purge removes only processed messages older than the cut-off.
+    sqlx::query("INSERT INTO agent (name, key_id, key_hash) VALUES ('bob', 'k', sha256('x'))")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE leave_message SET status = 'processed', assigned_to = 'bob', assigned_at = now(),
+                processed_by = 'bob', processed_at = now(), outcome = 'called_back',
+                received_at = now() - interval '40 days'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let out = leavemsg(&env, &["purge", "--older-than", "60"]);
+    assert!(
+        stdout(&out).contains("deleted 0 processed message(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = leavemsg(&env, &["purge", "--older-than", "30"]);
+    assert!(
+        stdout(&out).contains("deleted 1 processed message(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(app.message_count().await, 0);
+}
+
+/// The newcomer's path: no DATABASE_URL, so every command uses the embedded cluster, which
+/// the commands create, reuse while the server runs, and stop when the last one exits.
+#[tokio::test]
+async fn embedded_database_end_to_end() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = data.path().join("data");
+    let data_dir = data_dir.to_str().unwrap();
+    let env = [
+        ("LEAVEMSG_DATA_DIR", data_dir),
+        ("LEAVEMSG_LISTEN", "127.0.0.1:0"),
+    ];
+
+    let out = leavemsg(&env, &["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = leavemsg(&env, &["channel", "create", "--name", "Web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let channel = last_line(&out);
+    assert!(
+        !postmaster_running(data_dir),
+        "a one-off command leaves no server behind"
+    );
+
+    let mut server = Command::new(BIN)
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .envs(env)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let port = port_from_log(&mut server);
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}{BASE}");
+    let resp = client
+        .post(format!("{base}/applyToken"))
+        .json(&json!({"userId": "u", "userName": "n", "channelId": channel}))
+        .send()
+        .await
+        .unwrap();
+    let token = resp.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = client
+        .post(format!("{base}/doLeaveMessage"))
+        .header("cookie", format!("ccmessaging-token={token}"))
+        .json(&json!({"phoneNo": "123456", "leaveMessage": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // A command while the server runs reuses its cluster and leaves it running.
+    let out = leavemsg(&env, &["channel", "list"]);
+    assert!(stdout(&out).contains(&channel), "{}", stderr(&out));
+    assert!(postmaster_running(data_dir));
+    let resp = client
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // SIGTERM: the server exits cleanly and stops the cluster it was the last user of.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_for_exit(&mut server, Duration::from_secs(60));
+    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+    assert!(
+        !postmaster_running(data_dir),
+        "the cluster was left running"
+    );
+
+    // Data survives: the next start finds the row.
+    let out = leavemsg(&env, &["erase", "--phone", "123456"]);
+    assert!(
+        stdout(&out).contains("deleted 1 message(s)"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+fn postmaster_running(data_dir: &str) -> bool {
+    std::path::Path::new(data_dir)
+        .join("pg/postmaster.pid")
+        .exists()
+}
+
+/// Reads the server's log until it says which port it bound (killing it after a minute).
+fn port_from_log(child: &mut std::process::Child) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keeps draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let start = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Some(rest) = line.split("port=").nth(1) {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            return digits.parse().unwrap();
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    panic!(
+        "the server did not say which port it bound; its log:\n{}",
+        seen.join("\n")
+    );
+}
+
+fn wait_for_exit(
+    child: &mut std::process::Child,
+    deadline: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    None
+}

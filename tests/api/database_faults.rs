@@ -1,0 +1,105 @@
+//! CONTRACT §2.2: a database that is down answers 503 with code "13", and the service
+//! recovers by itself when it returns. Uses a cluster of its own so it can stop it.
+
+use std::time::{Duration, Instant};
+
+use leavemsg::embedded_pg::Cluster;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+struct StopOnDrop(Cluster);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.stop();
+    }
+}
+
+fn private_cluster(dir: &tempfile::TempDir) -> StopOnDrop {
+    use std::os::unix::fs::PermissionsExt;
+    // The cluster's OS user (when tests run as root) must be able to reach the folder.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    StopOnDrop(Cluster::start(dir.path()).unwrap_or_else(|e| panic!("{e}")))
+}
+
+#[tokio::test]
+async fn with_postgres_stopped_requests_get_503_and_the_service_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = private_cluster(&dir);
+    let app = spawn_app_on(cluster.0.database_url("postgres"), |_| {}).await;
+    let (_, token) = app.channel_and_token().await;
+    let msg = |text: &str| json!({"phoneNo": "123456", "leaveMessage": text});
+    assert_eq!(
+        reply(app.leave_message(&token, &msg("before")).await)
+            .await
+            .0,
+        200
+    );
+    app.pool.close().await;
+
+    let stopper = cluster.0.clone();
+    tokio::task::spawn_blocking(move || stopper.stop())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let started = Instant::now();
+    let (status, body) = reply(app.leave_message(&token, &msg("while down")).await).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        json!({"returnCode": "13", "resultCode": "13",
+               "description": "Save leaveMessage failed!", "resultDesc": "Save leaveMessage failed!"})
+    );
+    // Bounded by the service's own deadline; generous here so a busy machine cannot break it.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let resp = app
+        .apply_token_raw(
+            &json!({"userId": "u9", "userName": "n", "channelId": uuid::Uuid::new_v4()}),
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.json::<Value>().await.unwrap()["resultCode"], "13");
+
+    let starter_dir = dir.path().to_owned();
+    let restarted = tokio::task::spawn_blocking(move || Cluster::start(&starter_dir))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(restarted.started_here());
+    // The contract allows 10 s; the wait is longer so only a real failure to recover fails.
+    let recovered = wait_until(Duration::from_secs(60), || async {
+        app.leave_message(&token, &msg("after")).await.status() == 200
+    })
+    .await;
+    assert!(
+        recovered,
+        "the service did not recover after PostgreSQL returned"
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let texts: Vec<String> = sqlx::query_scalar("SELECT message FROM leave_message ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        texts,
+        ["before", "after"],
+        "nothing acknowledged was lost, nothing refused was stored"
+    );
+    app.handle.stop(true).await;
+}

@@ -1,0 +1,298 @@
+//! Test harness: each test gets a fresh database and its own server on a free port.
+//!
+//! Without `DATABASE_URL` the databases live on a private PostgreSQL cluster that this test
+//! process starts under `target/` (the same embedded cluster code the service uses) and that
+//! stops when the process exits. With `DATABASE_URL` they are created on that server, which
+//! needs the CREATEDB privilege.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use leavemsg::embedded_pg::Cluster;
+use leavemsg::settings::Settings;
+use leavemsg::startup::Application;
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+/// Where test databases are created: a URL whose database part is replaced per test.
+struct TestServer {
+    admin_url: String,
+    _cluster: Option<Cluster>,
+}
+
+fn test_server() -> &'static TestServer {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        leavemsg::telemetry::init_with_default(leavemsg::cli::LogFormat::Text, "warn");
+        match std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
+            Some(url) => TestServer {
+                admin_url: url,
+                _cluster: None,
+            },
+            None => {
+                let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cluster");
+                let cluster = Cluster::start(&dir).unwrap_or_else(|e| panic!("{e}"));
+                cluster
+                    .stop_when_this_process_exits()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                TestServer {
+                    admin_url: cluster.database_url("postgres"),
+                    _cluster: Some(cluster),
+                }
+            }
+        }
+    })
+}
+
+/// A fresh, empty database; returns its URL.
+pub async fn fresh_database() -> String {
+    let server = test_server();
+    let admin: PgConnectOptions = server.admin_url.parse().expect("admin url");
+    let mut conn = admin.connect().await.expect("connect to the test server");
+    drop_stale_test_databases(&mut conn).await;
+    let name = format!(
+        "lmtest_{}_{}",
+        chrono::Utc::now().timestamp(),
+        uuid::Uuid::new_v4().simple()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    conn.close().await.ok();
+    with_database(&server.admin_url, &name)
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| i + authority_start);
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{}/{name}{query}", &base[..authority_end])
+}
+
+/// Test databases from runs more than a day old are dropped, so the server does not fill up.
+async fn drop_stale_test_databases(conn: &mut PgConnection) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    if DONE.set(()).is_err() {
+        return;
+    }
+    let cutoff = chrono::Utc::now().timestamp() - 86_400;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'lmtest\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let stamp = name.split('_').nth(1).and_then(|s| s.parse::<i64>().ok());
+        if stamp.is_some_and(|s| s < cutoff) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\""
+            )))
+            .execute(&mut *conn)
+            .await;
+        }
+    }
+}
+
+/// Settings for a test server: loopback, port 0, limits off unless a test sets them.
+pub fn test_settings(database_url: String) -> Settings {
+    use clap::Parser;
+    let cli = leavemsg::cli::Cli::try_parse_from([
+        "leavemsg",
+        "--listen",
+        "127.0.0.1:0",
+        "--rate-per-token",
+        "0",
+        "--rate-per-ip",
+        "0",
+        "serve",
+    ])
+    .expect("test settings");
+    let mut settings = Settings::from(cli.settings);
+    settings.database_url = Some(database_url);
+    settings.max_db_connections = 8;
+    settings
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub pool: PgPool,
+    pub database_url: String,
+    pub client: reqwest::Client,
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let database_url = fresh_database().await;
+    spawn_app_on(database_url, configure).await
+}
+
+/// A server on an existing database (a second instance, or a database the test controls).
+pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings(database_url.clone());
+    configure(&mut settings);
+    let app = Application::build(settings)
+        .await
+        .expect("build application");
+    let port = app.port();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let pool = PgPool::connect(&database_url).await.expect("test pool");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        pool,
+        database_url,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        handle,
+    }
+}
+
+pub const BASE: &str = "/service-cloud/rest/webadapter/v1/webadapterfacade";
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn facade(&self, call: &str) -> String {
+        self.url(&format!("{BASE}/{call}"))
+    }
+
+    /// A channel straight in the database, with these origins and cross-site choice.
+    pub async fn create_channel_with(&self, origins: &[&str], cross_site: bool) -> String {
+        let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
+        let id = leavemsg::store::channels::create(
+            &self.pool,
+            &leavemsg::store::channels::NewChannel {
+                name: "Test channel",
+                origins: &origins,
+                cross_site,
+                prompt: None,
+            },
+        )
+        .await
+        .expect("create channel");
+        id.to_string()
+    }
+
+    pub async fn create_channel(&self) -> String {
+        self.create_channel_with(&[], false).await
+    }
+
+    pub async fn apply_token_raw(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.facade("applyToken"))
+            .json(body)
+            .send()
+            .await
+            .expect("applyToken request")
+    }
+
+    /// A valid token for `user_id` on `channel`.
+    pub async fn token_for(&self, channel: &str, user_id: &str) -> String {
+        let resp = self
+            .apply_token_raw(&json!({
+                "userId": user_id, "userName": "Visitor", "channelId": channel, "locale": "en"
+            }))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.expect("applyToken json");
+        assert_eq!(body["resultCode"], "0", "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A new channel and a token on it.
+    pub async fn channel_and_token(&self) -> (String, String) {
+        let channel = self.create_channel().await;
+        let token = self.token_for(&channel, "visitor-1").await;
+        (channel, token)
+    }
+
+    /// doLeaveMessage with the token in the cookie, as a browser sends it.
+    pub async fn leave_message(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.facade("doLeaveMessage"))
+            .header("cookie", format!("ccmessaging-token={token}"))
+            .json(body)
+            .send()
+            .await
+            .expect("doLeaveMessage request")
+    }
+
+    pub async fn message_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM leave_message")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Sends exactly these bytes and returns the status and body of the response.
+    pub async fn raw_request(&self, bytes: &[u8]) -> (u16, String) {
+        raw_request(self.port, bytes).await
+    }
+}
+
+pub async fn raw_request(port: u16, bytes: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    // The server may answer (413, 401) before reading everything; a write error then is fine.
+    let _ = stream.write_all(bytes).await;
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut response));
+    let _ = read.await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The vendor reply fields of a doLeaveMessage response.
+pub async fn reply(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("json body");
+    (status, body)
+}
+
+/// Retries `check` until it returns true or `deadline` passes.
+pub async fn wait_until<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

@@ -1,0 +1,140 @@
+//! CONTRACT §2.1a: browsers on other sites.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const SHOP: &str = "https://shop.example";
+
+#[tokio::test]
+async fn a_listed_origin_may_call_with_credentials_and_others_are_refused() {
+    let app = spawn_app().await;
+    let channel = app.create_channel_with(&[SHOP], false).await;
+    let body = json!({"userId": "u", "userName": "n", "channelId": channel});
+
+    let resp = app
+        .client
+        .post(app.facade("applyToken"))
+        .header("origin", SHOP)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], SHOP);
+    assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
+    let token = resp.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let resp = app
+        .client
+        .post(app.facade("applyToken"))
+        .header("origin", "https://evil.example")
+        .json(&json!({"userId": "u2", "userName": "n", "channelId": channel}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert_eq!(resp.json::<Value>().await.unwrap()["resultCode"], "3");
+
+    let msg = json!({"phoneNo": "123456", "leaveMessage": "from the shop"});
+    let send = |origin: &'static str| {
+        app.client
+            .post(app.facade("doLeaveMessage"))
+            .header("origin", origin)
+            .header("cookie", format!("ccmessaging-token={token}"))
+            .json(&msg)
+            .send()
+    };
+    let resp = send(SHOP).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], SHOP);
+    let resp = send("https://evil.example").await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let got: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (got["returnCode"].as_str(), got["resultCode"].as_str()),
+        (Some("3"), Some("3"))
+    );
+    assert_eq!(app.message_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_channel_without_origins_takes_no_header_and_its_own_pages_only() {
+    let app = spawn_app().await;
+    let (_, token) = app.channel_and_token().await;
+    let send = |origin: Option<String>, text: &'static str| {
+        let mut req = app
+            .client
+            .post(app.facade("doLeaveMessage"))
+            .header("cookie", format!("ccmessaging-token={token}"))
+            .json(&json!({"phoneNo": "123456", "leaveMessage": text}));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    assert_eq!(send(None, "no origin").await.unwrap().status(), 200);
+    let own = format!("http://127.0.0.1:{}", app.port);
+    assert_eq!(send(Some(own), "own page").await.unwrap().status(), 200);
+    assert_eq!(
+        send(Some(SHOP.into()), "foreign").await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        send(Some("null".into()), "sandboxed")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(app.message_count().await, 2);
+}
+
+#[tokio::test]
+async fn preflights_are_answered_for_listed_origins_only() {
+    let app = spawn_app().await;
+    app.create_channel_with(&[SHOP], true).await;
+    for call in ["applyToken", "doLeaveMessage"] {
+        let resp = app
+            .client
+            .request(reqwest::Method::OPTIONS, app.facade(call))
+            .header("origin", SHOP)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204, "{call}");
+        let h = resp.headers();
+        assert_eq!(h["access-control-allow-origin"], SHOP);
+        assert_eq!(h["access-control-allow-credentials"], "true");
+        assert!(
+            h["access-control-allow-methods"]
+                .to_str()
+                .unwrap()
+                .contains("POST")
+        );
+        assert!(
+            h["access-control-allow-headers"]
+                .to_str()
+                .unwrap()
+                .contains("content-type")
+        );
+
+        let resp = app
+            .client
+            .request(reqwest::Method::OPTIONS, app.facade(call))
+            .header("origin", "https://evil.example")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403);
+        assert!(resp.headers().get("access-control-allow-origin").is_none());
+    }
+}
