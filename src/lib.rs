@@ -2,11 +2,13 @@
 //! channel (CC-Messaging compatible) and hands them to agents.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod agent_key;
 pub mod cli;
 pub mod commands;
 pub mod domain;
 pub mod embedded_pg;
+pub mod events;
 pub mod limits;
 pub mod ops;
 pub mod settings;

@@ -8,11 +8,12 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use chrono::Utc;
 
+use crate::events::Events;
 use crate::limits::Limits;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::{self, Database};
-use crate::{ops, telemetry, visitor};
+use crate::{agent, ops, telemetry, visitor};
 
 /// How long a client may take to send its request head.
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +42,7 @@ impl Application {
             cookie_secure: settings.cookie_secure,
             trusted_proxies: settings.trusted_proxies.clone(),
             limits: Limits::new(settings.rate_per_token, settings.rate_per_ip),
+            events: Events::default(),
         });
 
         let listener = TcpListener::bind(settings.listen)
@@ -52,6 +54,7 @@ impl Application {
                 .wrap(from_fn(telemetry::request_span))
                 .app_data(app_state.clone())
                 .configure(visitor::routes)
+                .configure(agent::routes)
                 .configure(ops::routes)
                 .default_service(web::to(not_found))
         })
@@ -76,11 +79,21 @@ impl Application {
         self.server.handle()
     }
 
+    /// This instance's live-stream fan-out (tests watch its client count).
+    pub fn events(&self) -> Events {
+        self.state.events.clone()
+    }
+
     /// Serves until stopped, then closes the pool and stops the embedded cluster.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let listener = tokio::spawn(store::notify::listen(
+            self.state.pool.clone(),
+            self.state.events.clone(),
+        ));
         let served = self.server.await;
         housekeeping.abort();
+        listener.abort();
         self.database.close().await;
         served
     }

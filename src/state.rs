@@ -3,6 +3,7 @@
 use chrono::Duration;
 use sqlx::PgPool;
 
+use crate::events::Events;
 use crate::limits::Limits;
 use crate::visitor::client_ip::TrustedProxies;
 use crate::visitor::token::SigningKey;
@@ -14,4 +15,5 @@ pub struct AppState {
     pub cookie_secure: bool,
     pub trusted_proxies: TrustedProxies,
     pub limits: Limits,
+    pub events: Events,
 }

@@ -2,11 +2,13 @@
 
 mod message_text;
 mod phone_no;
+mod status;
 mod visitor;
 mod web_origin;
 
 pub use message_text::MessageText;
 pub use phone_no::PhoneNo;
+pub use status::{Outcome, Status};
 pub use visitor::{ChannelId, UserId, UserName};
 pub use web_origin::WebOrigin;
 
@@ -23,6 +25,6 @@ impl FieldError {
 
 /// True for characters a stored text may not hold: NUL and every other control character
 /// (C0, DEL, C1) except tab, CR and LF.
-pub(crate) fn is_forbidden_control(c: char) -> bool {
+pub fn is_forbidden_control(c: char) -> bool {
     c.is_control() && !matches!(c, '\t' | '\r' | '\n')
 }

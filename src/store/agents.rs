@@ -39,3 +39,35 @@ pub async fn create(pool: &PgPool, new: &NewAgent<'_>) -> Result<i64, CreateAgen
         Err(e) => Err(e.into()),
     }
 }
+
+/// An agent as authentication needs it.
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    pub id: i64,
+    pub name: String,
+    pub is_admin: bool,
+    pub key_hash: Vec<u8>,
+}
+
+pub async fn find_by_key_id(
+    pool: &PgPool,
+    key_id: &str,
+) -> Result<Option<AgentRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        AgentRecord,
+        "SELECT id, name, is_admin, key_hash FROM agent WHERE key_id = $1",
+        key_id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn exists(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM agent WHERE name = $1) AS "found!""#,
+        name
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(found)
+}

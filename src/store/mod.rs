@@ -3,6 +3,8 @@
 pub mod agents;
 pub mod channels;
 pub mod messages;
+pub mod notify;
+pub mod queue;
 pub mod tokens;
 
 use std::str::FromStr;
@@ -68,6 +70,9 @@ impl Database {
         let options = connect_options(&url)?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_db_connections)
+            // Always one connection open: requests skip the connect, and a running server stays
+            // visible to other leavemsg commands, which then leave the embedded cluster running.
+            .min_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
         Ok(Database { pool, cluster })
@@ -99,10 +104,15 @@ pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?
         .application_name("leavemsg")
-        .options([(
-            "statement_timeout",
-            STATEMENT_TIMEOUT.as_millis().to_string(),
-        )])
+        .options([
+            (
+                "statement_timeout",
+                STATEMENT_TIMEOUT.as_millis().to_string(),
+            ),
+            // Plan each execution with its actual parameters, so optional filters
+            // (`$1 IS NULL OR …`) fold away and the partial queue indexes are used.
+            ("plan_cache_mode", "force_custom_plan".to_owned()),
+        ])
         .log_statements(tracing::log::LevelFilter::Debug)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
     Ok(options)

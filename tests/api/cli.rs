@@ -148,7 +148,7 @@ async fn agent_create_prints_the_key_once_and_stores_only_its_hash() {
             .await
             .unwrap();
     assert_eq!((name.as_str(), admin), ("alice", true));
-    let secret = key.rsplit('_').next().unwrap();
+    let secret = key.splitn(3, '_').nth(2).unwrap();
     assert!(key.contains(&key_id));
     assert_eq!(hash, Sha256::digest(secret.as_bytes()).to_vec());
     let dump: String = sqlx::query_scalar("SELECT a::text FROM agent a")

@@ -131,6 +131,7 @@ pub struct TestApp {
     pub database_url: String,
     pub client: reqwest::Client,
     pub handle: actix_web::dev::ServerHandle,
+    pub events: leavemsg::events::Events,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -151,6 +152,7 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
         .expect("build application");
     let port = app.port();
     let handle = app.handle();
+    let events = app.events();
     tokio::spawn(app.run_until_stopped());
     let pool = PgPool::connect(&database_url).await.expect("test pool");
     TestApp {
@@ -163,6 +165,7 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
             .build()
             .expect("client"),
         handle,
+        events,
     }
 }
 
@@ -295,4 +298,99 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+impl TestApp {
+    /// A new agent; returns its API key.
+    pub async fn create_agent(&self, name: &str, is_admin: bool) -> String {
+        let key = leavemsg::agent_key::AgentKey::generate();
+        leavemsg::store::agents::create(
+            &self.pool,
+            &leavemsg::store::agents::NewAgent {
+                name,
+                is_admin,
+                key_id: key.id(),
+                key_hash: &key.secret_hash(),
+            },
+        )
+        .await
+        .expect("create agent");
+        key.expose()
+    }
+
+    pub async fn agent_get(&self, key: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("agent GET")
+    }
+
+    pub async fn agent_post(
+        &self,
+        key: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.expect("agent POST")
+    }
+
+    /// Stores a message through the visitor interface; returns its id.
+    pub async fn store_message(&self, token: &str, phone: &str, text: &str) -> i64 {
+        let resp = self
+            .leave_message(token, &json!({"phoneNo": phone, "leaveMessage": text}))
+            .await;
+        assert_eq!(resp.status(), 200);
+        sqlx::query_scalar("SELECT max(id) FROM leave_message WHERE message = $1")
+            .bind(text)
+            .fetch_one(&self.pool)
+            .await
+            .expect("stored id")
+    }
+}
+
+/// Reads a server-sent event stream as text, chunk by chunk.
+pub struct EventReader {
+    response: reqwest::Response,
+    pub text: String,
+}
+
+impl EventReader {
+    pub async fn open(app: &TestApp, key: &str) -> EventReader {
+        let response = app.agent_get(key, "/api/v1/messages/stream").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        EventReader {
+            response,
+            text: String::new(),
+        }
+    }
+
+    /// Reads until `needle` has arrived; false if it has not within `deadline`.
+    pub async fn wait_for(&mut self, needle: &str, deadline: Duration) -> bool {
+        let start = Instant::now();
+        while !self.text.contains(needle) {
+            let left = deadline.saturating_sub(start.elapsed());
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.text.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// The `data:` payloads of the `message` events read so far.
+    pub fn messages(&self) -> Vec<Value> {
+        self.text
+            .split("\n\n")
+            .filter(|event| event.lines().any(|l| l == "event: message"))
+            .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|data| serde_json::from_str(data).expect("event data is JSON"))
+            .collect()
+    }
 }

@@ -1,8 +1,11 @@
 //! Black-box tests over HTTP against a real PostgreSQL.
 
+mod agents;
 mod apply_token;
 mod cli;
 mod database_faults;
+mod export;
 mod helpers;
 mod leave_message;
 mod origins;
+mod stream;

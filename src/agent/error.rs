@@ -1,0 +1,111 @@
+//! Errors of the agent interface: each maps to one status and a JSON body that says what was
+//! wrong. 5xx bodies say nothing internal; the cause goes to the log.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::store::StoreError;
+use crate::store::queue::Message;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("a valid agent API key is required: Authorization: Bearer <key>")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("no message has id {0}")]
+    NotFound(i64),
+    /// The change does not apply to the message's current state.
+    #[error("{reason}")]
+    Conflict {
+        reason: String,
+        status: String,
+        assigned_to: Option<String>,
+    },
+    #[error("the database is unavailable; try again")]
+    Unavailable(#[source] StoreError),
+}
+
+impl ApiError {
+    /// A 409 explaining why `action` does not apply to `message` as it is now.
+    pub fn conflict(action: &str, message: &Message, reason: &str) -> Self {
+        let holder = message
+            .assigned_to
+            .as_deref()
+            .map(|a| format!(" (assigned to {a})"))
+            .unwrap_or_default();
+        ApiError::Conflict {
+            reason: format!(
+                "cannot {action} message {}: it is {}{holder}; {reason}",
+                message.id, message.status
+            ),
+            status: message.status.clone(),
+            assigned_to: message.assigned_to.clone(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Unavailable(e)
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assigned_to: Option<Option<&'a str>>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let error = match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict { .. } => "conflict",
+            ApiError::Unavailable(e) => {
+                tracing::error!(error = ?e, "agent interface: database failure");
+                "unavailable"
+            }
+        };
+        let (status, assigned_to) = match self {
+            ApiError::Conflict {
+                status,
+                assigned_to,
+                ..
+            } => (Some(status.as_str()), Some(assigned_to.as_deref())),
+            _ => (None, None),
+        };
+        let mut builder = HttpResponse::build(self.status_code());
+        if let ApiError::Unauthorized = self {
+            builder.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        builder.json(ErrorBody {
+            error,
+            message: self.to_string(),
+            status,
+            assigned_to,
+        })
+    }
+}

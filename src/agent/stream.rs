@@ -1,0 +1,61 @@
+//! `GET /api/v1/messages/stream`: Server-Sent Events, one `message` event per newly stored
+//! message, with heartbeats so proxies keep the connection open.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, web};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::Agent;
+use crate::events::Subscription;
+use crate::state::AppState;
+
+/// A comment line this often keeps idle connections open through proxies, and lets the
+/// server notice clients that left.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+pub async fn stream(_agent: Agent, state: web::Data<AppState>) -> HttpResponse {
+    let subscription = state.events.subscribe();
+    let heartbeat = tokio::time::interval(HEARTBEAT);
+    // First chunk: how long browsers wait before reconnecting, and a hello comment.
+    let opening = Bytes::from_static(b"retry: 3000\n: connected\n\n");
+    let events = futures_util::stream::unfold(
+        (subscription, heartbeat),
+        |(mut subscription, mut heartbeat)| async move {
+            let chunk = next_chunk(&mut subscription, &mut heartbeat).await;
+            Some((Ok::<_, Infallible>(chunk), (subscription, heartbeat)))
+        },
+    );
+    let body = futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok::<_, Infallible>(opening) }),
+        events,
+    );
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body)
+}
+
+async fn next_chunk(
+    subscription: &mut Subscription,
+    heartbeat: &mut tokio::time::Interval,
+) -> Bytes {
+    tokio::select! {
+        received = subscription.receiver.recv() => match received {
+            Ok(message) => {
+                let json = serde_json::to_string(&*message).unwrap_or_default();
+                Bytes::from(format!("event: message\nid: {}\ndata: {json}\n\n", message.id))
+            }
+            Err(RecvError::Lagged(missed)) => {
+                Bytes::from(format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"))
+            }
+            // The publisher lives as long as the server; this is shutdown.
+            Err(RecvError::Closed) => Bytes::from_static(b": closing\n\n"),
+        },
+        _ = heartbeat.tick() => Bytes::from_static(b": heartbeat\n\n"),
+    }
+}

@@ -1,0 +1,119 @@
+//! CONTRACT §3: the CSV export.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn export_has_a_header_quotes_and_neutralises_formulas() {
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    let (channel, token) = app.channel_and_token().await;
+    let first = app
+        .store_message(&token, "+1 555 0107", "=HYPERLINK(\"http://x\")")
+        .await;
+    let second = app
+        .store_message(&token, "123456", "line one\nline two, with \"quotes\"")
+        .await;
+    app.store_message(&token, "999 888", "@SUM(1)").await;
+
+    let resp = app
+        .agent_get(&key, "/api/v1/messages/export.csv?phoneNo=15550107")
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(
+        resp.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("messages.csv")
+    );
+    let text = resp.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "id",
+            "channelId",
+            "userId",
+            "userName",
+            "phoneNo",
+            "leaveMessage",
+            "clientIp",
+            "userAgent",
+            "receivedAt",
+            "status",
+            "assignedTo",
+            "assignedAt",
+            "processedAt",
+            "outcome",
+            "note"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1, "the filter applies");
+    assert_eq!(&rows[0][0], first.to_string());
+    assert_eq!(&rows[0][1], channel);
+    assert_eq!(&rows[0][4], "'+1 555 0107");
+    assert_eq!(&rows[0][5], "'=HYPERLINK(\"http://x\")");
+    assert_eq!(&rows[0][9], "pending");
+    assert!(rows[0][8].ends_with('Z'));
+
+    let all = app
+        .agent_get(&key, "/api/v1/messages/export.csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(all.as_bytes())
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(&rows[1][0], second.to_string());
+    assert_eq!(&rows[1][5], "line one\nline two, with \"quotes\"");
+    assert_eq!(&rows[2][5], "'@SUM(1)");
+
+    let resp = app
+        .agent_get(&key, "/api/v1/messages/export.csv?status=bogus")
+        .await;
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn a_large_export_streams_every_row_in_order() {
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    let (channel, _) = app.channel_and_token().await;
+    let rows = 50_000;
+    sqlx::query(
+        "INSERT INTO leave_message (channel_id, user_id, user_name, phone_no, phone_digits, message,
+                                    client_ip, received_at, submission_key)
+         SELECT $1::uuid, 'u', 'n', '123456', '123456', 'bulk ' || g, '127.0.0.1',
+                now() - interval '1 day' + g * interval '1 millisecond',
+                sha256(g::text::bytea)
+         FROM generate_series(1, $2) AS g",
+    )
+    .bind(&channel)
+    .bind(rows)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let resp = app.agent_get(&key, "/api/v1/messages/export.csv").await;
+    assert!(
+        resp.headers().get("content-length").is_none(),
+        "the export is streamed"
+    );
+    let text = resp.text().await.unwrap();
+    let records: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(records.len(), rows as usize);
+    assert_eq!(&records[0][5], "bulk 1");
+    assert_eq!(&records[rows as usize - 1][5], format!("bulk {rows}"));
+}

@@ -1,0 +1,79 @@
+//! CONTRACT §3: the live stream of newly stored messages.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+
+/// Generous: the contract's promise is one second, but a busy machine must not fail the test.
+const ARRIVAL: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_message_stored_through_one_instance_reaches_the_others_stream() {
+    let a = spawn_app().await;
+    let b = spawn_app_on(a.database_url.clone(), |_| {}).await;
+    let key = a.create_agent("alice", false).await;
+    let mut on_a = EventReader::open(&a, &key).await;
+    let mut on_b = EventReader::open(&b, &key).await;
+    assert!(on_a.wait_for(": connected", ARRIVAL).await);
+    assert!(on_b.wait_for(": connected", ARRIVAL).await);
+    assert!(on_a.text.starts_with("retry: "));
+
+    let (_, token) = b.channel_and_token().await;
+    let id = b
+        .store_message(&token, "+44 20 7946 0958", "<b>hi</b> from B")
+        .await;
+    assert!(
+        on_a.wait_for("event: message", ARRIVAL).await,
+        "A's stream: {}",
+        on_a.text
+    );
+    assert!(
+        on_b.wait_for("event: message", ARRIVAL).await,
+        "B's stream: {}",
+        on_b.text
+    );
+    for reader in [&on_a, &on_b] {
+        let events = reader.messages();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["id"].as_i64(), Some(id));
+        assert_eq!(events[0]["leaveMessage"], "<b>hi</b> from B");
+        assert_eq!(events[0]["status"], "pending");
+    }
+    // A refused message is not announced.
+    let resp = b
+        .leave_message(
+            &token,
+            &serde_json::json!({"phoneNo": "x", "leaveMessage": "bad"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let id2 = b.store_message(&token, "123456", "second").await;
+    assert!(on_a.wait_for(&format!("id: {id2}"), ARRIVAL).await);
+    assert_eq!(on_a.messages().len(), 2);
+}
+
+#[tokio::test]
+async fn heartbeats_flow_and_clients_that_leave_are_let_go() {
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    let mut reader = EventReader::open(&app, &key).await;
+    let second = EventReader::open(&app, &key).await;
+    assert!(wait_until(ARRIVAL, || async { app.events.clients() == 2 }).await);
+    assert!(
+        reader
+            .wait_for(": heartbeat", Duration::from_secs(60))
+            .await
+    );
+
+    drop(second);
+    drop(reader);
+    let released = wait_until(Duration::from_secs(60), || async {
+        app.events.clients() == 0
+    })
+    .await;
+    assert!(
+        released,
+        "stream clients still counted after they left: {}",
+        app.events.clients()
+    );
+}
