@@ -1,0 +1,53 @@
+# Shared by the benchmark scripts: a throwaway PostgreSQL server unless DATABASE_URL is given.
+# Usage: source bench/lib.sh; bench_pg_start NAME; ... ; (stopped on exit)
+
+bench_pg_bin() {
+    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        dirname "$(readlink -f "$(command -v initdb)")"
+        return
+    fi
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+bench_as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Sets SERVER_URL (no database part) and PG_BIN; starts a server when DATABASE_URL is unset.
+bench_pg_start() {
+    PG_BIN="$(bench_pg_bin)"
+    if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
+        echo "PostgreSQL server programs are needed (apt-get install postgresql)" >&2
+        exit 1
+    fi
+    if [ -n "${DATABASE_URL:-}" ]; then
+        SERVER_URL="${DATABASE_URL%/*}"
+        echo "using the PostgreSQL server of DATABASE_URL"
+        return
+    fi
+    BENCH_PG_DIR="$(mktemp -d /tmp/leavemsg-bench-pg.XXXXXX)"
+    chmod 755 "$BENCH_PG_DIR"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres "$BENCH_PG_DIR"; fi
+    BENCH_PG_PORT=56432
+    while (echo >/dev/tcp/127.0.0.1/$BENCH_PG_PORT) 2>/dev/null; do BENCH_PG_PORT=$((BENCH_PG_PORT + 1)); done
+    bench_as_pg "$PG_BIN/initdb" -D "$BENCH_PG_DIR/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
+    # Durable settings as shipped (fsync and synchronous_commit on); a bit more memory for
+    # loading and a checkpoint spacing suited to bulk loads.
+    bench_as_pg "$PG_BIN/pg_ctl" -D "$BENCH_PG_DIR/data" -l "$BENCH_PG_DIR/log" -w \
+        -o "-p $BENCH_PG_PORT -k $BENCH_PG_DIR -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=8GB -c max_connections=200" \
+        start >/dev/null
+    trap bench_pg_stop EXIT
+    SERVER_URL="postgres://postgres@127.0.0.1:$BENCH_PG_PORT"
+    echo "started a throwaway PostgreSQL on port $BENCH_PG_PORT"
+}
+
+bench_pg_stop() {
+    if [ -n "${BENCH_PG_DIR:-}" ]; then
+        bench_as_pg "$PG_BIN/pg_ctl" -D "$BENCH_PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+        rm -rf "$BENCH_PG_DIR"
+    fi
+}
+
+bench_psql() {
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"
+}
