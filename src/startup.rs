@@ -32,6 +32,7 @@ pub struct Application {
 impl Application {
     /// Connects (starting the embedded cluster if needed), migrates, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        ops::metrics::handle();
         let database = Database::open(&settings).await?;
         store::migrate(&database.pool).await?;
         let signing_key = store::tokens::signing_key(&database.pool).await?;
@@ -104,6 +105,7 @@ async fn housekeeping(state: web::Data<AppState>) {
     loop {
         tick.tick().await;
         state.limits.forget_idle();
+        ops::metrics::handle().run_upkeep();
         let expired = store::tokens::delete_expired(&state.pool, Utc::now());
         if let Err(e) = store::within_deadline(expired).await {
             tracing::warn!(error = ?e, "could not delete expired tokens");

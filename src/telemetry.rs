@@ -58,14 +58,17 @@ pub async fn request_span(
         method = %req.method(),
         route = %route,
     );
+    let method = req.method().to_string();
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed_ms = elapsed * 1000.0;
     let _entered = span.enter();
     match result {
         Ok(mut response) => {
             let status = response.status().as_u16();
             tracing::info!(status, elapsed_ms, "request finished");
+            crate::ops::metrics::request(&route, &method, status, elapsed);
             if let Ok(value) = HeaderValue::from_str(&request_id) {
                 response
                     .headers_mut()

@@ -86,6 +86,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => "conflict",
             ApiError::Unavailable(e) => {
                 tracing::error!(error = ?e, "agent interface: database failure");
+                crate::ops::metrics::database_failure("agent_interface");
                 "unavailable"
             }
         };

@@ -1,31 +1,12 @@
-//! Endpoints for operators: liveness and readiness.
+//! Endpoints for operators: liveness, readiness and metrics.
 
-use actix_web::{HttpResponse, web};
+pub mod health;
+pub mod metrics;
 
-use crate::state::AppState;
-use crate::store;
+use actix_web::web;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
-}
-
-/// The process is up.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok\n")
-}
-
-/// The database answers.
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match store::within_deadline(store::ping(&state.pool)).await {
-        Ok(_) => HttpResponse::Ok()
-            .content_type("text/plain")
-            .body("ready\n"),
-        Err(e) => {
-            tracing::warn!(error = ?e, "not ready: database unreachable");
-            HttpResponse::ServiceUnavailable()
-                .content_type("text/plain")
-                .body("database unreachable\n")
-        }
-    }
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::render));
 }

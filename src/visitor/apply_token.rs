@@ -10,6 +10,7 @@ use super::leave_message::string_field;
 use super::request::{self, BodyError};
 use super::vendor_reply::ApplyTokenReply;
 use crate::domain::{ChannelId, UserId, UserName};
+use crate::ops::metrics;
 use crate::state::AppState;
 use crate::store;
 
@@ -50,6 +51,7 @@ async fn handle(
 ) -> ApplyTokenReply {
     let client_ip = request::client_ip(req, state);
     if let Err(r) = state.limits.check_ip(client_ip) {
+        metrics::rate_limited("ip");
         return ApplyTokenReply::RateLimited {
             retry_after_secs: r.0,
         };
@@ -80,6 +82,7 @@ async fn handle(
             }
             Err(e) => {
                 tracing::error!(error = ?e, "channel lookup failed");
+                metrics::database_failure("channel_lookup");
                 return ApplyTokenReply::Unavailable;
             }
         };
@@ -98,6 +101,7 @@ async fn handle(
         store::tokens::replace(&state.pool, &issued.claims, &params.user_name, &issued.hash);
     if let Err(e) = store::within_deadline(saved).await {
         tracing::error!(error = ?e, "storing a token failed");
+        metrics::database_failure("store_token");
         return ApplyTokenReply::Unavailable;
     }
     tracing::info!(channel = %channel.id, "token issued");

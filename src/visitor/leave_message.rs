@@ -16,6 +16,7 @@ use super::request::{self, BodyError};
 use super::token::{TokenError, VerifiedToken};
 use super::vendor_reply::LeaveMessageReply;
 use crate::domain::{FieldError, MessageText, PhoneNo};
+use crate::ops::metrics;
 use crate::state::AppState;
 use crate::store::{self, messages::NewMessage, messages::Stored, tokens::TokenHolder};
 
@@ -53,20 +54,20 @@ async fn handle(
 ) -> Result<(), LeaveMessageReply> {
     let token = verified_token(req, state)?;
     let client_ip = request::client_ip(req, state);
-    state
-        .limits
-        .check_ip(client_ip)
-        .map_err(|r| LeaveMessageReply::RateLimited {
+    state.limits.check_ip(client_ip).map_err(|r| {
+        metrics::rate_limited("ip");
+        LeaveMessageReply::RateLimited {
             retry_after_secs: r.0,
-        })?;
+        }
+    })?;
 
     let holder = current_holder(state, &token).await?;
-    state
-        .limits
-        .check_token(&token.hash)
-        .map_err(|r| LeaveMessageReply::RateLimited {
+    state.limits.check_token(&token.hash).map_err(|r| {
+        metrics::rate_limited("token");
+        LeaveMessageReply::RateLimited {
             retry_after_secs: r.0,
-        })?;
+        }
+    })?;
     let origin = request::origin(req);
     if !request::origin_allowed(req, origin, &holder.origins) {
         return Err(LeaveMessageReply::ForbiddenOrigin);
@@ -101,14 +102,17 @@ async fn handle(
     match store::within_deadline(store::messages::insert(&state.pool, &new)).await {
         Ok(Stored::New(id)) => {
             tracing::info!(message_id = id, channel = %holder.channel_id, "message stored");
+            metrics::message_stored();
             Ok(())
         }
         Ok(Stored::AlreadyStored) => {
             tracing::info!(channel = %holder.channel_id, "resubmission of a stored message");
+            metrics::message_deduplicated();
             Ok(())
         }
         Err(e) => {
             tracing::error!(error = ?e, "storing a message failed");
+            metrics::database_failure("store_message");
             Err(LeaveMessageReply::Unavailable)
         }
     }
@@ -168,6 +172,7 @@ async fn current_holder(
         )),
         Err(e) => {
             tracing::error!(error = ?e, "token lookup failed");
+            metrics::database_failure("token_lookup");
             Err(LeaveMessageReply::Unavailable)
         }
     }

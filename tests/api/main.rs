@@ -7,5 +7,6 @@ mod database_faults;
 mod export;
 mod helpers;
 mod leave_message;
+mod operations;
 mod origins;
 mod stream;

@@ -1,0 +1,44 @@
+//! CONTRACT §5: health, readiness and metrics.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let app = spawn_app_with(|s| s.rate_per_token = 1).await;
+    let resp = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let (_, token) = app.channel_and_token().await;
+    let msg = json!({"phoneNo": "123456", "leaveMessage": "counted"});
+    assert_eq!(app.leave_message(&token, &msg).await.status(), 200);
+    assert_eq!(app.leave_message(&token, &msg).await.status(), 429);
+    let key = app.create_agent("alice", false).await;
+    let _stream = EventReader::open(&app, &key).await;
+
+    let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    for needle in [
+        "leavemsg_http_requests_total{route=\"/service-cloud/rest/webadapter/v1/webadapterfacade/doLeaveMessage\",method=\"POST\",status=\"200\"}",
+        "leavemsg_http_request_duration_seconds_bucket{route=\"/service-cloud/rest/webadapter/v1/webadapterfacade/doLeaveMessage\",le=\"0.005\"}",
+        "leavemsg_messages_stored_total",
+        "leavemsg_rate_limited_total{limit=\"token\"}",
+        "leavemsg_db_pool_connections{state=\"in_use\"}",
+        "leavemsg_db_pool_connections{state=\"idle\"}",
+        "leavemsg_stream_clients",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
+    }
+    // Paths with personal data never become labels: routes are patterns.
+    assert!(!text.contains("123456"));
+}
