@@ -60,6 +60,7 @@ async fn handle(
         Ok(body) => body,
         Err(BodyError::UnsupportedMediaType) => return ApplyTokenReply::UnsupportedMediaType,
         Err(BodyError::TooLarge) => return ApplyTokenReply::TooLarge,
+        Err(BodyError::TooSlow) => return ApplyTokenReply::TooSlow,
         Err(BodyError::Unreadable) => {
             return ApplyTokenReply::Refused("request body could not be read".to_owned());
         }

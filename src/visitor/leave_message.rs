@@ -81,6 +81,7 @@ async fn handle(
         .map_err(|e| match e {
             BodyError::UnsupportedMediaType => LeaveMessageReply::UnsupportedMediaType,
             BodyError::TooLarge => LeaveMessageReply::TooLarge,
+            BodyError::TooSlow => LeaveMessageReply::TooSlow,
             BodyError::Unreadable => {
                 LeaveMessageReply::BadParams("request body could not be read".to_owned())
             }

@@ -113,7 +113,12 @@ pub enum BodyError {
     UnsupportedMediaType,
     TooLarge,
     Unreadable,
+    /// The client did not finish sending the body within [`BODY_TIMEOUT`].
+    TooSlow,
 }
+
+/// How long a client may take to send a (at most 64 KiB) body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `application/json`, with no parameter or `charset=utf-8`, in any letter case.
 pub fn is_json_content_type(req: &HttpRequest) -> bool {
@@ -146,15 +151,20 @@ pub async fn read_json_body(
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(BodyError::TooLarge);
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(BodyError::TooLarge);
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        Ok(body)
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or(Err(BodyError::TooSlow))
 }
 
 /// Deepest nesting of arrays and objects a visitor body may have.

@@ -26,6 +26,7 @@ pub enum LeaveMessageReply {
     /// Bad parameters: HTTP 200, code "3"; the text says which field and why.
     BadParams(String),
     TooLarge,
+    TooSlow,
     UnsupportedMediaType,
     Unauthorized(&'static str),
     ForbiddenOrigin,
@@ -40,6 +41,7 @@ impl LeaveMessageReply {
         match self {
             Self::Saved | Self::BadParams(_) => StatusCode::OK,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::ForbiddenOrigin => StatusCode::FORBIDDEN,
@@ -54,6 +56,7 @@ impl LeaveMessageReply {
             Self::Saved => "0",
             Self::BadParams(_)
             | Self::TooLarge
+            | Self::TooSlow
             | Self::UnsupportedMediaType
             | Self::ForbiddenOrigin => "3",
             Self::Unauthorized(_) => "401",
@@ -68,6 +71,7 @@ impl LeaveMessageReply {
             Self::Saved => ("", SAVE_OK),
             Self::BadParams(why) => (PARAMS_ERROR, why),
             Self::TooLarge => (PARAMS_ERROR, "request body is larger than 64 KiB"),
+            Self::TooSlow => (PARAMS_ERROR, "request body was not sent in time"),
             Self::UnsupportedMediaType => (
                 PARAMS_ERROR,
                 "Content-Type must be application/json; charset=UTF-8",
@@ -115,6 +119,7 @@ pub enum ApplyTokenReply {
     /// Unknown or disabled channel, or bad fields: HTTP 200, code "3".
     Refused(String),
     TooLarge,
+    TooSlow,
     UnsupportedMediaType,
     ForbiddenOrigin,
     RateLimited {
@@ -128,6 +133,7 @@ impl ApplyTokenReply {
         match self {
             Self::Issued { .. } | Self::Refused(_) => StatusCode::OK,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ForbiddenOrigin => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -146,6 +152,7 @@ impl ApplyTokenReply {
             }
             Self::Refused(why) => ("3", why, None),
             Self::TooLarge => ("3", "request body is larger than 64 KiB", None),
+            Self::TooSlow => ("3", "request body was not sent in time", None),
             Self::UnsupportedMediaType => (
                 "3",
                 "Content-Type must be application/json; charset=UTF-8",

@@ -1,14 +1,12 @@
 //! CONTRACT §1: the commands, run as a newcomer runs them.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_leavemsg");
 
 /// Runs `leavemsg ARGS` with only the settings given here (no .env, no inherited DATABASE_URL).
 fn leavemsg(envs: &[(&str, &str)], args: &[&str]) -> Output {
@@ -219,10 +217,7 @@ async fn embedded_database_end_to_end() {
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let data_dir = data.path().join("data");
     let data_dir = data_dir.to_str().unwrap();
-    let env = [
-        ("LEAVEMSG_DATA_DIR", data_dir),
-        ("LEAVEMSG_LISTEN", "127.0.0.1:0"),
-    ];
+    let env = [("LEAVEMSG_DATA_DIR", data_dir)];
 
     let out = leavemsg(&env, &["migrate"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -234,14 +229,8 @@ async fn embedded_database_end_to_end() {
         "a one-off command leaves no server behind"
     );
 
-    let mut server = Command::new(BIN)
-        .arg("serve")
-        .env_remove("DATABASE_URL")
-        .envs(env)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let port = port_from_log(&mut server);
+    let mut server = ServerProcess::start(&env);
+    let port = server.port;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}{BASE}");
     let resp = client
@@ -275,12 +264,8 @@ async fn embedded_database_end_to_end() {
     assert_eq!(resp.status(), 200);
 
     // SIGTERM: the server exits cleanly and stops the cluster it was the last user of.
-    let status = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = wait_for_exit(&mut server, Duration::from_secs(60));
+    server.signal("TERM");
+    let exit = server.wait(Duration::from_secs(60));
     assert_eq!(exit.and_then(|s| s.code()), Some(0));
     assert!(
         !postmaster_running(data_dir),
@@ -301,49 +286,4 @@ fn postmaster_running(data_dir: &str) -> bool {
     std::path::Path::new(data_dir)
         .join("pg/postmaster.pid")
         .exists()
-}
-
-/// Reads the server's log until it says which port it bound (killing it after a minute).
-fn port_from_log(child: &mut std::process::Child) -> u16 {
-    use std::io::{BufRead, BufReader};
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keeps draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let start = std::time::Instant::now();
-    let mut seen = Vec::new();
-    while start.elapsed() < Duration::from_secs(60) {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        if let Some(rest) = line.split("port=").nth(1) {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            return digits.parse().unwrap();
-        }
-        seen.push(line);
-    }
-    let _ = child.kill();
-    panic!(
-        "the server did not say which port it bound; its log:\n{}",
-        seen.join("\n")
-    );
-}
-
-fn wait_for_exit(
-    child: &mut std::process::Child,
-    deadline: Duration,
-) -> Option<std::process::ExitStatus> {
-    let start = std::time::Instant::now();
-    while start.elapsed() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    None
 }

@@ -394,3 +394,102 @@ impl EventReader {
             .collect()
     }
 }
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_leavemsg");
+
+/// The `leavemsg serve` binary in a process of its own, on a free port, its log captured.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub port: u16,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `leavemsg serve` with these settings (and no inherited DATABASE_URL) and waits
+    /// until its log says which port it bound.
+    pub fn start(envs: &[(&str, &str)]) -> ServerProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(BIN)
+            .arg("serve")
+            .env_remove("DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .env("LEAVEMSG_LISTEN", "127.0.0.1:0")
+            .envs(envs.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start leavemsg serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        // Keeps draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let port = line
+                    .contains("leavemsg serving")
+                    .then(|| line.split("port").nth(1))
+                    .flatten()
+                    .map(|rest| {
+                        rest.chars()
+                            .skip_while(|c| !c.is_ascii_digit())
+                            .take_while(char::is_ascii_digit)
+                            .collect::<String>()
+                    });
+                if let Some(port) = port.and_then(|p| p.parse::<u16>().ok()) {
+                    let _ = tx.send(port);
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the server did not say which port it bound; its log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        ServerProcess { child, port, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; `None` (and the process killed) if it has not by `deadline`.
+    pub fn wait(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        None
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -9,4 +9,5 @@ mod helpers;
 mod leave_message;
 mod operations;
 mod origins;
+mod process;
 mod stream;
