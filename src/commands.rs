@@ -2,7 +2,7 @@
 
 use crate::agent_key::AgentKey;
 use crate::cli::{AgentCommand, ChannelCommand, Cli, Command};
-use crate::domain::{ChannelId, PhoneNo, WebOrigin};
+use crate::domain::{AgentName, ChannelId, PhoneNo, WebOrigin};
 use crate::settings::Settings;
 use crate::startup::Application;
 use crate::store::{self, Database};
@@ -90,10 +90,8 @@ async fn run_on(database: &Database, command: Command) -> anyhow::Result<()> {
             println!("disabled web channel {id}: its tokens no longer work");
         }
         Command::Agent(AgentCommand::Create { name, admin }) => {
-            let name = name.trim();
-            if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-                anyhow::bail!("--name must be 1 to 100 characters, without control characters");
-            }
+            let name = AgentName::parse(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let name = name.as_str();
             let key = AgentKey::generate();
             let new = store::agents::NewAgent {
                 name,

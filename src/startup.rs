@@ -37,6 +37,7 @@ impl Application {
         store::migrate(&database.pool).await?;
         let signing_key = store::tokens::signing_key(&database.pool).await?;
         let state = web::Data::new(AppState {
+            db_runtime: tokio::runtime::Handle::current(),
             pool: database.pool.clone(),
             signing_key,
             token_ttl: settings.token_ttl,

@@ -38,9 +38,10 @@ impl FromRequest for Agent {
             let (Some(key), Some(state)) = (presented, state) else {
                 return Err(ApiError::Unauthorized);
             };
-            let record =
-                store::within_deadline(store::agents::find_by_key_id(&state.pool, key.id()))
-                    .await?;
+            let key_id = key.id().to_owned();
+            let record = state
+                .db(move |pool| async move { store::agents::find_by_key_id(&pool, &key_id).await })
+                .await?;
             match record {
                 Some(agent) if key.matches(&agent.key_hash) => Ok(Agent {
                     name: agent.name,

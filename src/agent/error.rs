@@ -54,14 +54,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ErrorBody<'a> {
+pub struct ApiErrorBody<'a> {
+    /// bad_request, unauthorized, forbidden, not_found, conflict or unavailable.
     error: &'a str,
+    /// What was wrong, in words.
     message: String,
+    /// With a conflict: the message's current status.
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'a str>,
+    /// With a conflict: the message's current assignee (null if none).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     assigned_to: Option<Option<&'a str>>,
 }
 
@@ -102,7 +107,7 @@ impl ResponseError for ApiError {
         if let ApiError::Unauthorized = self {
             builder.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        builder.json(ErrorBody {
+        builder.json(ApiErrorBody {
             error,
             message: self.to_string(),
             status,

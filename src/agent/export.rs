@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::auth::Agent;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrorBody};
 use super::messages::ListParams;
 use crate::state::AppState;
 use crate::store::queue::{self, Message};
@@ -16,6 +16,13 @@ use crate::store::queue::{self, Message};
 /// Rows are gathered into chunks of about this size before being sent.
 const CHUNK_BYTES: usize = 32 * 1024;
 
+/// CSV of every message matching the filters, in list order, streamed.
+#[utoipa::path(get, path = "/api/v1/messages/export.csv", tag = "agent", params(ListParams),
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, description = "CSV with a header row", content_type = "text/csv", body = String),
+        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 503, body = ApiErrorBody)))]
 pub async fn export(
     _agent: Agent,
     params: web::Query<ListParams>,
@@ -24,8 +31,9 @@ pub async fn export(
     let filter = params.filter()?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(256);
     let pool = state.pool.clone();
-    // The query runs while the response is sent; a slow reader slows the query (bounded channel).
-    tokio::spawn(async move {
+    // The query runs (on the database runtime) while the response is sent; a slow reader slows
+    // the query through the bounded channel.
+    state.db_runtime.spawn(async move {
         if let Err(e) = queue::export(&pool, &filter, tx).await {
             tracing::error!(error = %e, "CSV export stopped by a database error");
         }

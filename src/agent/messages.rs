@@ -6,27 +6,42 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Agent;
 use super::cursor;
-use super::error::ApiError;
-use crate::domain::{ChannelId, Outcome, PhoneNo, Status, is_forbidden_control};
+use super::error::{ApiError, ApiErrorBody};
+use crate::domain::{AgentName, ChannelId, Outcome, PhoneNo, Status, is_forbidden_control};
 use crate::state::AppState;
+use crate::store;
 use crate::store::queue::{self, Filter, Message, Position};
-use crate::store::{self, within_deadline};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 pub const MAX_NOTE_CHARS: usize = 2000;
 
 /// Query parameters of the list and the export, as received.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// pending, assigned or processed.
+    #[param(pattern = "^(pending|assigned|processed)$")]
     status: Option<String>,
+    /// A Configuration ID.
+    #[param(format = Uuid)]
     channel_id: Option<String>,
+    /// Matched on its digits: "+1 555 0107" and "15550107" find the same messages.
+    #[param(pattern = r"^\+?[0-9 .()\-]{3,32}$")]
     phone_no: Option<String>,
+    /// An agent's name (assignedTo).
     agent: Option<String>,
+    /// receivedAt at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// receivedAt before this RFC 3339 time.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Page size, 1-500 (default 50); not used by the export.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+    /// nextCursor of the previous page; not used by the export.
     cursor: Option<String>,
 }
 
@@ -50,7 +65,10 @@ impl ListParams {
                 .map(|p| PhoneNo::parse(p).map(|p| p.digits().to_owned()))
                 .transpose()
                 .map_err(bad)?,
-            agent: given(&self.agent).map(str::to_owned),
+            agent: given(&self.agent)
+                .map(|a| AgentName::parse(a).map(|a| a.as_str().to_owned()))
+                .transpose()
+                .map_err(bad)?,
             from: given(&self.from)
                 .map(|t| parse_time("from", t))
                 .transpose()?,
@@ -93,13 +111,20 @@ fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
-#[derive(Serialize)]
+/// One page of the list, oldest first.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Page {
+pub struct Page {
     items: Vec<Message>,
     next_cursor: Option<String>,
 }
 
+/// List messages, oldest first, with filters and keyset pagination.
+#[utoipa::path(get, path = "/api/v1/messages", tag = "agent", params(ListParams),
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, body = Page), (status = 400, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn list(
     _agent: Agent,
     params: web::Query<ListParams>,
@@ -109,7 +134,9 @@ pub async fn list(
     let limit = params.limit()?;
     let after = params.after()?;
     // One extra row tells whether another page follows.
-    let mut items = within_deadline(queue::list(&state.pool, &filter, after, limit + 1)).await?;
+    let mut items = state
+        .db(move |pool| async move { queue::list(&pool, &filter, after, limit + 1).await })
+        .await?;
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);
     let next_cursor = more.then(|| items.last()).flatten().map(|m| {
@@ -129,24 +156,43 @@ fn message_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("{raw:?} is not a message id")))
 }
 
+/// One message.
+#[utoipa::path(get, path = "/api/v1/messages/{id}", tag = "agent",
+    params(("id" = i64, Path, minimum = 1, description = "Message id")),
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, body = Message), (status = 400, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 503, body = ApiErrorBody)))]
 pub async fn get(
     _agent: Agent,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = message_id(&path)?;
-    let message = within_deadline(queue::get(&state.pool, id))
+    let message = state
+        .db(move |pool| async move { queue::get(&pool, id).await })
         .await?
         .ok_or(ApiError::NotFound(id))?;
     Ok(HttpResponse::Ok().json(message))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ClaimNextParams {
+    /// Only this channel's pending messages.
+    #[param(format = Uuid)]
     channel_id: Option<String>,
 }
 
+/// Assign the oldest pending message to the caller; 204 when there is none.
+#[utoipa::path(post, path = "/api/v1/messages/claim-next", tag = "agent", params(ClaimNextParams),
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, body = Message), (status = 204, description = "Nothing pending"),
+        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 503, body = ApiErrorBody)))]
 pub async fn claim_next(
     agent: Agent,
     params: web::Query<ClaimNextParams>,
@@ -159,19 +205,34 @@ pub async fn claim_next(
         .map(|c| ChannelId::parse(c).map(|id| id.as_uuid()))
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    match within_deadline(queue::claim_next(&state.pool, &agent.name, channel)).await? {
+    let name = agent.name;
+    let claimed = state
+        .db(move |pool| async move { queue::claim_next(&pool, &name, channel).await })
+        .await?;
+    match claimed {
         Some(message) => Ok(HttpResponse::Ok().json(message)),
         None => Ok(HttpResponse::NoContent().finish()),
     }
 }
 
+/// pending → assigned to the caller.
+#[utoipa::path(post, path = "/api/v1/messages/{id}/claim", tag = "agent",
+    params(("id" = i64, Path, minimum = 1, description = "Message id")),
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, body = Message), (status = 400, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 409, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn claim(
     agent: Agent,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = message_id(&path)?;
-    let changed = within_deadline(queue::claim(&state.pool, id, &agent.name)).await?;
+    let name = agent.name;
+    let changed = state
+        .db(move |pool| async move { queue::claim(&pool, id, &name).await })
+        .await?;
     answer(
         &state,
         id,
@@ -182,11 +243,23 @@ pub async fn claim(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AssignBody {
+    /// Name of the agent to assign the message to.
+    #[schema(required = true, value_type = String, min_length = 1, pattern = r"\S")]
     agent: Option<String>,
 }
 
+/// Admins only: pending or assigned → assigned to the named agent.
+#[utoipa::path(post, path = "/api/v1/messages/{id}/assign", tag = "agent",
+    params(("id" = i64, Path, minimum = 1, description = "Message id")),
+    request_body = AssignBody,
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, body = Message), (status = 400, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
+        (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
+        (status = 503, body = ApiErrorBody)))]
 pub async fn assign(
     agent: Agent,
     path: web::Path<String>,
@@ -200,15 +273,22 @@ pub async fn assign(
     let to = body
         .agent
         .as_deref()
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
         .ok_or_else(|| {
             ApiError::BadRequest("agent is required: the name of the agent to assign to".to_owned())
-        })?;
-    if !within_deadline(store::agents::exists(&state.pool, to)).await? {
+        })
+        .and_then(|a| AgentName::parse(a).map_err(|e| ApiError::BadRequest(e.to_string())))?;
+    let to = to.as_str();
+    let target = to.to_owned();
+    if !state
+        .db(move |pool| async move { store::agents::exists(&pool, &target).await })
+        .await?
+    {
         return Err(ApiError::BadRequest(format!("no agent is named {to:?}")));
     }
-    let changed = within_deadline(queue::assign(&state.pool, id, &agent.name, to)).await?;
+    let (by, target) = (agent.name, to.to_owned());
+    let changed = state
+        .db(move |pool| async move { queue::assign(&pool, id, &by, &target).await })
+        .await?;
     answer(
         &state,
         id,
@@ -219,14 +299,23 @@ pub async fn assign(
     .await
 }
 
+/// assigned → pending, by its assignee or an admin.
+#[utoipa::path(post, path = "/api/v1/messages/{id}/release", tag = "agent",
+    params(("id" = i64, Path, minimum = 1, description = "Message id")),
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, body = Message), (status = 400, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 409, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn release(
     agent: Agent,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = message_id(&path)?;
-    let changed =
-        within_deadline(queue::release(&state.pool, id, &agent.name, agent.is_admin)).await?;
+    let changed = state
+        .db(move |pool| async move { queue::release(&pool, id, &agent.name, agent.is_admin).await })
+        .await?;
     answer(
         &state,
         id,
@@ -237,12 +326,25 @@ pub async fn release(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ProcessBody {
+    /// called_back, no_answer, wrong_number or spam.
+    #[schema(required = true, value_type = String, pattern = "^(called_back|no_answer|wrong_number|spam)$")]
     outcome: Option<String>,
+    /// Optional, up to 2000 characters.
+    #[schema(max_length = 2000)]
     note: Option<String>,
 }
 
+/// assigned → processed with an outcome and note, by its assignee or an admin.
+#[utoipa::path(post, path = "/api/v1/messages/{id}/process", tag = "agent",
+    params(("id" = i64, Path, minimum = 1, description = "Message id")),
+    request_body = ProcessBody,
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, body = Message), (status = 400, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 409, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn process(
     agent: Agent,
     path: web::Path<String>,
@@ -276,15 +378,20 @@ pub async fn process(
             ));
         }
     }
-    let changed = within_deadline(queue::process(
-        &state.pool,
-        id,
-        &agent.name,
-        agent.is_admin,
-        outcome,
-        note,
-    ))
-    .await?;
+    let note = note.map(str::to_owned);
+    let changed = state
+        .db(move |pool| async move {
+            queue::process(
+                &pool,
+                id,
+                &agent.name,
+                agent.is_admin,
+                outcome,
+                note.as_deref(),
+            )
+            .await
+        })
+        .await?;
     answer(
         &state,
         id,
@@ -308,7 +415,10 @@ async fn answer(
         tracing::info!(message_id = id, action, "message changed");
         return Ok(HttpResponse::Ok().json(message));
     }
-    match within_deadline(queue::get(&state.pool, id)).await? {
+    match state
+        .db(move |pool| async move { queue::get(&pool, id).await })
+        .await?
+    {
         None => Err(ApiError::NotFound(id)),
         Some(current) => Err(ApiError::conflict(action, &current, rule)),
     }

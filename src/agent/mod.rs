@@ -28,14 +28,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         ApiError::BadRequest(format!("request body: {e}")).into()
                     }),
             )
-            .route("", web::get().to(messages::list))
-            .route("/stream", web::get().to(stream::stream))
-            .route("/export.csv", web::get().to(export::export))
-            .route("/claim-next", web::post().to(messages::claim_next))
-            .route("/{id}", web::get().to(messages::get))
-            .route("/{id}/claim", web::post().to(messages::claim))
-            .route("/{id}/assign", web::post().to(messages::assign))
-            .route("/{id}/release", web::post().to(messages::release))
-            .route("/{id}/process", web::post().to(messages::process)),
+            // Resources answer other methods with 405 and an Allow header.
+            .service(web::resource("").get(messages::list))
+            .service(web::resource("/stream").get(stream::stream))
+            .service(web::resource("/export.csv").get(export::export))
+            .service(web::resource("/claim-next").post(messages::claim_next))
+            .service(web::resource("/{id}").get(messages::get))
+            .service(web::resource("/{id}/claim").post(messages::claim))
+            .service(web::resource("/{id}/assign").post(messages::assign))
+            .service(web::resource("/{id}/release").post(messages::release))
+            .service(web::resource("/{id}/process").post(messages::process)),
     );
 }

@@ -10,6 +10,7 @@ use actix_web::{HttpResponse, web};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Agent;
+use super::error::ApiErrorBody;
 use crate::events::Subscription;
 use crate::state::AppState;
 
@@ -17,6 +18,12 @@ use crate::state::AppState;
 /// server notice clients that left.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
+/// Server-Sent Events: `event: message` with the Message JSON for each newly stored message.
+#[utoipa::path(get, path = "/api/v1/messages/stream", tag = "agent",
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String),
+        (status = 401, body = ApiErrorBody)))]
 pub async fn stream(_agent: Agent, state: web::Data<AppState>) -> HttpResponse {
     let subscription = state.events.subscribe();
     let heartbeat = tokio::time::interval(HEARTBEAT);

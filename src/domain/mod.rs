@@ -9,7 +9,7 @@ mod web_origin;
 pub use message_text::MessageText;
 pub use phone_no::PhoneNo;
 pub use status::{Outcome, Status};
-pub use visitor::{ChannelId, UserId, UserName};
+pub use visitor::{AgentName, ChannelId, UserId, UserName};
 pub use web_origin::WebOrigin;
 
 /// Why a field was refused; the text names the field and the rule, for the visitor's `resultDesc`.

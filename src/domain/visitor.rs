@@ -124,3 +124,32 @@ mod tests {
         );
     }
 }
+
+/// An agent's name: 1-100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentName(String);
+
+impl AgentName {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        bounded_text("agent", raw, Self::MAX_CHARS).map(AgentName)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod agent_name_tests {
+    use super::*;
+
+    #[test]
+    fn agent_names_refuse_control_characters_and_blanks() {
+        assert_eq!(AgentName::parse(" alice ").unwrap().as_str(), "alice");
+        for bad in ["", "  ", "a\u{0}b", "tab\there", &"n".repeat(101)] {
+            assert!(AgentName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -12,7 +12,10 @@ pub async fn healthz() -> HttpResponse {
 
 /// The database answers.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match store::within_deadline(store::ping(&state.pool)).await {
+    match state
+        .db(|pool| async move { store::ping(&pool).await })
+        .await
+    {
         Ok(_) => HttpResponse::Ok()
             .content_type("text/plain")
             .body("ready\n"),

@@ -7,15 +7,15 @@ use sqlx::PgPool;
 use crate::domain::{ChannelId, MessageText, PhoneNo};
 
 /// A validated message, ready to store.
-pub struct NewMessage<'a> {
+pub struct NewMessage {
     pub channel_id: ChannelId,
-    pub user_id: &'a str,
-    pub user_name: &'a str,
-    pub phone: &'a PhoneNo,
-    pub text: &'a MessageText,
+    pub user_id: String,
+    pub user_name: String,
+    pub phone: PhoneNo,
+    pub text: MessageText,
     pub client_ip: IpAddr,
-    pub forwarded_for: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
+    pub forwarded_for: Option<String>,
+    pub user_agent: Option<String>,
     pub submission_key: [u8; 32],
 }
 
@@ -29,7 +29,7 @@ pub enum Stored {
 /// Inserts and commits one message. A row with the same submission key (same token, phone and
 /// text) makes this a no-op that still counts as stored: the earlier row is committed.
 #[tracing::instrument(skip_all, fields(channel = %new.channel_id))]
-pub async fn insert(pool: &PgPool, new: &NewMessage<'_>) -> Result<Stored, sqlx::Error> {
+pub async fn insert(pool: &PgPool, new: &NewMessage) -> Result<Stored, sqlx::Error> {
     let id = sqlx::query_scalar!(
         "INSERT INTO leave_message (channel_id, user_id, user_name, phone_no, phone_digits,
                                     message, client_ip, forwarded_for, user_agent, submission_key)
@@ -43,8 +43,8 @@ pub async fn insert(pool: &PgPool, new: &NewMessage<'_>) -> Result<Stored, sqlx:
         new.phone.digits(),
         new.text.as_str(),
         new.client_ip as IpAddr,
-        new.forwarded_for,
-        new.user_agent,
+        new.forwarded_for.as_deref(),
+        new.user_agent.as_deref(),
         new.submission_key.as_slice(),
     )
     .fetch_optional(pool)

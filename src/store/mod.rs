@@ -34,6 +34,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("database task failed: {0}")]
+    Task(String),
 }
 
 /// Runs `work` against the database within [`DEADLINE`].

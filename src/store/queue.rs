@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::domain::{Outcome, Status};
 
 /// A message as agents see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: i64,
@@ -22,6 +22,7 @@ pub struct Message {
     pub client_ip: String,
     pub user_agent: Option<String>,
     pub received_at: DateTime<Utc>,
+    #[schema(pattern = "^(pending|assigned|processed)$")]
     pub status: String,
     pub assigned_to: Option<String>,
     pub assigned_at: Option<DateTime<Utc>>,

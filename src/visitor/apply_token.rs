@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::TOKEN_NAME;
 use super::leave_message::string_field;
 use super::request::{self, BodyError};
-use super::vendor_reply::ApplyTokenReply;
+use super::vendor_reply::{ApplyTokenReply, ApplyTokenResponse};
 use crate::domain::{ChannelId, UserId, UserName};
 use crate::ops::metrics;
 use crate::state::AppState;
@@ -33,6 +33,39 @@ struct ApplyTokenParams {
     channel_id: ChannelId,
 }
 
+/// The request body, as documented.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ApplyTokenRequest {
+    /// The visitor's id, 1-32 characters, kept in the browser.
+    #[schema(rename = "userId", min_length = 1, max_length = 32)]
+    user_id: String,
+    /// The visitor's name, 1-64 characters.
+    #[schema(rename = "userName", min_length = 1, max_length = 64)]
+    user_name: String,
+    /// The web channel's Configuration ID.
+    #[schema(rename = "channelId", format = Uuid)]
+    channel_id: String,
+    /// Accepted and ignored.
+    locale: Option<String>,
+}
+
+/// Issue a ccmessaging-token for a visitor on a channel (also set as a cookie).
+#[utoipa::path(
+    post,
+    path = "/service-cloud/rest/webadapter/v1/webadapterfacade/applyToken",
+    tag = "visitor",
+    request_body(content = ApplyTokenRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Issued (code \"0\", Set-Cookie), or refused (code \"3\")", body = ApplyTokenResponse),
+        (status = 403, description = "Browser origin not allowed for the channel", body = ApplyTokenResponse),
+        (status = 408, description = "Body not sent in time", body = ApplyTokenResponse),
+        (status = 413, description = "Body over 64 KiB", body = ApplyTokenResponse),
+        (status = 415, description = "Not application/json", body = ApplyTokenResponse),
+        (status = 429, description = "Rate limit exceeded", body = ApplyTokenResponse),
+        (status = 503, description = "Database unavailable", body = ApplyTokenResponse),
+    )
+)]
 pub async fn apply_token(
     req: HttpRequest,
     payload: web::Payload,
@@ -70,23 +103,24 @@ async fn handle(
         Err(why) => return ApplyTokenReply::Refused(why),
     };
 
-    let channel =
-        match store::within_deadline(store::channels::find(&state.pool, params.channel_id)).await {
-            Ok(Some(channel)) if channel.enabled => channel,
-            Ok(Some(_)) => {
-                return ApplyTokenReply::Refused("channelId names a disabled channel".to_owned());
-            }
-            Ok(None) => {
-                return ApplyTokenReply::Refused(
-                    "channelId does not name a web channel".to_owned(),
-                );
-            }
-            Err(e) => {
-                tracing::error!(error = ?e, "channel lookup failed");
-                metrics::database_failure("channel_lookup");
-                return ApplyTokenReply::Unavailable;
-            }
-        };
+    let channel_id = params.channel_id;
+    let found = state
+        .db(move |pool| async move { store::channels::find(&pool, channel_id).await })
+        .await;
+    let channel = match found {
+        Ok(Some(channel)) if channel.enabled => channel,
+        Ok(Some(_)) => {
+            return ApplyTokenReply::Refused("channelId names a disabled channel".to_owned());
+        }
+        Ok(None) => {
+            return ApplyTokenReply::Refused("channelId does not name a web channel".to_owned());
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "channel lookup failed");
+            metrics::database_failure("channel_lookup");
+            return ApplyTokenReply::Unavailable;
+        }
+    };
     let origin = request::origin(req);
     if !request::origin_allowed(req, origin, &channel.origins) {
         return ApplyTokenReply::ForbiddenOrigin;
@@ -98,9 +132,14 @@ async fn handle(
     let issued = state
         .signing_key
         .issue(channel.id, params.user_id, Utc::now(), state.token_ttl);
+    let (claims, user_name, hash) = (issued.claims.clone(), params.user_name, issued.hash);
     let saved =
-        store::tokens::replace(&state.pool, &issued.claims, &params.user_name, &issued.hash);
-    if let Err(e) = store::within_deadline(saved).await {
+        state
+            .db(move |pool| async move {
+                store::tokens::replace(&pool, &claims, &user_name, &hash).await
+            })
+            .await;
+    if let Err(e) = saved {
         tracing::error!(error = ?e, "storing a token failed");
         metrics::database_failure("store_token");
         return ApplyTokenReply::Unavailable;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::TOKEN_NAME;
 use super::request::{self, BodyError};
 use super::token::{TokenError, VerifiedToken};
-use super::vendor_reply::LeaveMessageReply;
+use super::vendor_reply::{LeaveMessageReply, LeaveMessageResponse};
 use crate::domain::{FieldError, MessageText, PhoneNo};
 use crate::ops::metrics;
 use crate::state::AppState;
@@ -33,6 +33,49 @@ struct RawLeaveMessage {
     leave_message: Option<Value>,
 }
 
+/// The request body, as documented; parsing (in [`parse_body`]) reports each problem by name.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LeaveMessageRequest {
+    /// Contact number: digits, an optional leading +, spaces and - . ( ); 3-32 characters with
+    /// at least 3 digits.
+    #[schema(
+        rename = "phoneNo",
+        min_length = 3,
+        max_length = 32,
+        pattern = r"^\s*\+?[0-9 .()\-]+\s*$",
+        example = "123456"
+    )]
+    phone_no: String,
+    /// Message text: 1-2000 characters after trimming; no control characters except tab, CR, LF.
+    #[schema(
+        rename = "leaveMessage",
+        min_length = 1,
+        max_length = 2000,
+        example = "12122331"
+    )]
+    leave_message: String,
+}
+
+/// Leave a message (the vendor's doLeaveMessage). Answered only after the message is committed.
+#[utoipa::path(
+    post,
+    path = "/service-cloud/rest/webadapter/v1/webadapterfacade/doLeaveMessage",
+    tag = "visitor",
+    request_body(content = LeaveMessageRequest, content_type = "application/json"),
+    security(("ccmessaging_token_cookie" = []), ("ccmessaging_token_header" = [])),
+    responses(
+        (status = 200, description = "Stored (code \"0\"), or bad parameters (code \"3\")", body = LeaveMessageResponse),
+        (status = 401, description = "Missing, forged, expired, replaced or revoked token", body = LeaveMessageResponse),
+        (status = 403, description = "Browser origin not allowed for the channel", body = LeaveMessageResponse),
+        (status = 408, description = "Body not sent in time", body = LeaveMessageResponse),
+        (status = 413, description = "Body over 64 KiB", body = LeaveMessageResponse),
+        (status = 415, description = "Not application/json", body = LeaveMessageResponse),
+        (status = 429, description = "Rate limit exceeded", body = LeaveMessageResponse,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Database unavailable; nothing stored", body = LeaveMessageResponse),
+    )
+)]
 pub async fn leave_message(
     req: HttpRequest,
     payload: web::Payload,
@@ -88,19 +131,21 @@ async fn handle(
         })?;
     let (phone, text) = parse_body(&body).map_err(LeaveMessageReply::BadParams)?;
 
-    let forwarded_for = request::joined_header(req.headers(), "x-forwarded-for");
     let new = NewMessage {
         channel_id: holder.channel_id,
-        user_id: token.claims.user_id.as_str(),
-        user_name: &holder.user_name,
-        phone: &phone,
-        text: &text,
-        client_ip,
-        forwarded_for: forwarded_for.as_deref(),
-        user_agent: request::header_str(req, header::USER_AGENT.as_str()),
+        user_id: token.claims.user_id.as_str().to_owned(),
+        user_name: holder.user_name,
         submission_key: submission_key(&token, &phone, &text),
+        phone,
+        text,
+        client_ip,
+        forwarded_for: request::joined_header(req.headers(), "x-forwarded-for"),
+        user_agent: request::header_str(req, header::USER_AGENT.as_str()).map(str::to_owned),
     };
-    match store::within_deadline(store::messages::insert(&state.pool, &new)).await {
+    let stored = state
+        .db(move |pool| async move { store::messages::insert(&pool, &new).await })
+        .await;
+    match stored {
         Ok(Stored::New(id)) => {
             tracing::info!(message_id = id, channel = %holder.channel_id, "message stored");
             metrics::message_stored();
@@ -165,8 +210,13 @@ async fn current_holder(
     state: &AppState,
     token: &VerifiedToken,
 ) -> Result<TokenHolder, LeaveMessageReply> {
-    let lookup = store::tokens::current_holder(&state.pool, &token.claims, &token.hash, Utc::now());
-    match store::within_deadline(lookup).await {
+    let (claims, hash) = (token.claims.clone(), token.hash);
+    let lookup = state
+        .db(move |pool| async move {
+            store::tokens::current_holder(&pool, &claims, &hash, Utc::now()).await
+        })
+        .await;
+    match lookup {
         Ok(Some(holder)) => Ok(holder),
         Ok(None) => Err(LeaveMessageReply::Unauthorized(
             "the ccmessaging-token was replaced or revoked, or its channel is disabled",

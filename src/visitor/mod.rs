@@ -18,20 +18,19 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const TOKEN_NAME: &str = "ccmessaging-token";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    let options = || web::method(actix_web::http::Method::OPTIONS);
+    // Resources answer other methods with 405 and an Allow header.
     cfg.service(
         web::scope(BASE_PATH)
-            .route("/applyToken", web::post().to(apply_token::apply_token))
-            .route(
-                "/applyToken",
-                web::method(actix_web::http::Method::OPTIONS).to(request::preflight),
+            .service(
+                web::resource("/applyToken")
+                    .route(web::post().to(apply_token::apply_token))
+                    .route(options().to(request::preflight)),
             )
-            .route(
-                "/doLeaveMessage",
-                web::post().to(leave_message::leave_message),
-            )
-            .route(
-                "/doLeaveMessage",
-                web::method(actix_web::http::Method::OPTIONS).to(request::preflight),
+            .service(
+                web::resource("/doLeaveMessage")
+                    .route(web::post().to(leave_message::leave_message))
+                    .route(options().to(request::preflight)),
             ),
     );
 }

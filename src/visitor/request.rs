@@ -79,12 +79,13 @@ pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         return HttpResponse::NoContent().finish();
     };
     let normalized = origin.trim_end_matches('/').to_ascii_lowercase();
-    match store::within_deadline(store::channels::origin_is_registered(
-        &state.pool,
-        &normalized,
-    ))
-    .await
-    {
+    let registered =
+        state
+            .db(move |pool| async move {
+                store::channels::origin_is_registered(&pool, &normalized).await
+            })
+            .await;
+    match registered {
         Ok(true) => {
             let mut builder = HttpResponse::NoContent();
             allow_cors(&mut builder, origin);

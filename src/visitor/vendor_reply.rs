@@ -6,9 +6,13 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 use serde::Serialize;
 
 /// The answer to doLeaveMessage, in the seed document's field order.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct LeaveMessageBody<'a> {
+#[schema(
+    example = json!({"returnCode": "0", "resultCode": "0", "description": "", "resultDesc": "Save leaveMessage success!"})
+)]
+pub struct LeaveMessageResponse<'a> {
+    /// "0" stored; "3" bad parameters; "401" token; "429" rate limit; "13" database failure.
     return_code: &'a str,
     result_code: &'a str,
     description: &'a str,
@@ -90,7 +94,7 @@ impl LeaveMessageReply {
         }
         json(
             builder,
-            &LeaveMessageBody {
+            &LeaveMessageResponse {
                 return_code: code,
                 result_code: code,
                 description,
@@ -101,11 +105,13 @@ impl LeaveMessageReply {
 }
 
 /// The answer to applyToken.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ApplyTokenBody<'a> {
+pub struct ApplyTokenResponse<'a> {
+    /// "0" issued; "3" refused (the description says why); "429" rate limit; "13" database failure.
     result_code: &'a str,
     result_desc: &'a str,
+    /// The ccmessaging-token (also set as a cookie); only when issued.
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<&'a str>,
 }
@@ -167,7 +173,7 @@ impl ApplyTokenReply {
         };
         json(
             builder,
-            &ApplyTokenBody {
+            &ApplyTokenResponse {
                 result_code: code,
                 result_desc: desc,
                 token,

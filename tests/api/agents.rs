@@ -341,6 +341,19 @@ async fn bad_ids_parameters_and_bodies_are_400_unknown_ids_404() {
         assert_eq!(status, 400, "{body}");
         assert_eq!(err["error"], "bad_request");
     }
+    let boss = app.create_agent("boss", true).await;
+    for name in ["", " ", "a\u{0}b"] {
+        let (status, _) = json_of(
+            app.agent_post(
+                &boss,
+                &format!("{API}/{id}/assign"),
+                Some(json!({"agent": name})),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 400, "{name:?}");
+    }
     let resp = app
         .client
         .post(app.url(&format!("{API}/{id}/process")))

@@ -42,3 +42,48 @@ async fn health_readiness_and_metrics_answer() {
     // Paths with personal data never become labels: routes are patterns.
     assert!(!text.contains("123456"));
 }
+
+#[tokio::test]
+async fn openapi_describes_both_interfaces() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let spec: serde_json::Value = resp.json().await.unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = spec["paths"].as_object().unwrap();
+    for path in [
+        "/service-cloud/rest/webadapter/v1/webadapterfacade/applyToken",
+        "/service-cloud/rest/webadapter/v1/webadapterfacade/doLeaveMessage",
+        "/api/v1/messages",
+        "/api/v1/messages/{id}",
+        "/api/v1/messages/claim-next",
+        "/api/v1/messages/{id}/claim",
+        "/api/v1/messages/{id}/assign",
+        "/api/v1/messages/{id}/release",
+        "/api/v1/messages/{id}/process",
+        "/api/v1/messages/stream",
+        "/api/v1/messages/export.csv",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from /openapi.json"
+        );
+    }
+    let message = &spec["components"]["schemas"]["Message"]["properties"];
+    for field in [
+        "id",
+        "channelId",
+        "phoneNo",
+        "leaveMessage",
+        "receivedAt",
+        "assignedTo",
+        "note",
+    ] {
+        assert!(message.get(field).is_some(), "Message schema lacks {field}");
+    }
+}

@@ -169,7 +169,11 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_cleanly() {
     let mut response = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut response)).await;
     let response = String::from_utf8_lossy(&response);
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "{response}\nserver log:\n{}",
+        server.log()
+    );
     assert!(response.contains(r#""resultDesc":"Save leaveMessage success!""#));
     let exit = server.wait(Duration::from_secs(60));
     assert_eq!(
