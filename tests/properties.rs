@@ -1,0 +1,137 @@
+//! Property tests: every parser facing the outside, fed what machines come up with.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Duration, Utc};
+use leavemsg::agent::cursor;
+use leavemsg::domain::{ChannelId, MessageText, PhoneNo, UserId};
+use leavemsg::store::queue::Position;
+use leavemsg::visitor::client_ip::{TrustedProxies, resolve};
+use leavemsg::visitor::leave_message::parse_body;
+use leavemsg::visitor::token::SigningKey;
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn phone_parsing_never_panics_and_keeps_its_promises(raw in "\\PC{0,40}|[+0-9 .()\\-]{0,40}") {
+        if let Ok(phone) = PhoneNo::parse(&raw) {
+            let given = phone.as_str();
+            prop_assert_eq!(given, raw.trim());
+            prop_assert!((3..=32).contains(&given.chars().count()));
+            prop_assert!(phone.digits().len() >= 3);
+            prop_assert!(phone.digits().bytes().all(|b| b.is_ascii_digit()));
+            let digits_in_given: String = given.chars().filter(char::is_ascii_digit).collect();
+            prop_assert_eq!(phone.digits(), digits_in_given.as_str());
+        }
+    }
+
+    #[test]
+    fn well_formed_phone_numbers_are_accepted(
+        plus in proptest::bool::ANY,
+        groups in proptest::collection::vec("[0-9]{1,4}", 1..6),
+        sep in "[ .\\-]",
+    ) {
+        let number = format!("{}{}", if plus { "+" } else { "" }, groups.join(&sep));
+        let digits: usize = groups.iter().map(String::len).sum();
+        let ok = digits >= 3 && number.chars().count() <= 32;
+        prop_assert_eq!(PhoneNo::parse(&number).is_ok(), ok, "{}", number);
+    }
+
+    #[test]
+    fn message_parsing_never_panics_and_keeps_its_promises(raw in "\\PC{0,60}|(?s).{0,60}") {
+        match MessageText::parse(&raw) {
+            Ok(text) => {
+                let kept = text.as_str();
+                prop_assert_eq!(kept, raw.trim());
+                prop_assert!(!kept.is_empty() && kept.chars().count() <= MessageText::MAX_CHARS);
+                prop_assert!(kept.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\r' | '\n')));
+            }
+            Err(e) => prop_assert!(e.to_string().starts_with("leaveMessage ")),
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_any_change_is_refused(
+        user in "[^\\p{Cc}\\s][^\\p{Cc}]{0,30}[^\\p{Cc}\\s]|[^\\p{Cc}\\s]",
+        ttl in 60i64..604_800,
+        flip in any::<prop::sample::Index>(),
+    ) {
+        let key = SigningKey::generate();
+        let now = Utc::now();
+        let user_id = UserId::parse(&user).unwrap();
+        let issued = key.issue(ChannelId::new_random(), user_id, now, Duration::seconds(ttl));
+        let verified = key.verify(&issued.token, now).unwrap();
+        prop_assert_eq!(&verified.claims, &issued.claims);
+        prop_assert!(key.verify(&issued.token, issued.claims.expires_at).is_err());
+
+        let mut chars: Vec<char> = issued.token.chars().collect();
+        let i = flip.index(chars.len());
+        chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+        let changed: String = chars.into_iter().collect();
+        prop_assert!(key.verify(&changed, now).is_err());
+    }
+
+    #[test]
+    fn arbitrary_strings_are_never_tokens(junk in "\\PC{0,600}") {
+        prop_assert!(SigningKey::generate().verify(&junk, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn client_ip_is_always_one_the_request_named(
+        peer in any::<IpAddr>(),
+        hops in proptest::collection::vec(any::<IpAddr>(), 0..5),
+        junk in "\\PC{0,30}",
+        real in proptest::option::of(any::<IpAddr>()),
+        trust_peer in proptest::bool::ANY,
+        trust_hops in proptest::collection::vec(proptest::bool::ANY, 5),
+    ) {
+        let mut trusted_list: Vec<String> = hops
+            .iter()
+            .zip(&trust_hops)
+            .filter(|(_, t)| **t)
+            .map(|(h, _)| h.to_string())
+            .collect();
+        if trust_peer {
+            trusted_list.push(peer.to_string());
+        }
+        let trusted = TrustedProxies::parse(&trusted_list.join(",")).unwrap();
+        let chain = hops.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ");
+        let real_text = real.map(|r| r.to_string());
+        let got = resolve(peer, Some(&chain), real_text.as_deref(), &trusted);
+        let named: Vec<IpAddr> = std::iter::once(peer)
+            .chain(hops.iter().copied())
+            .chain(real)
+            .map(|ip| ip.to_canonical())
+            .collect();
+        prop_assert!(named.contains(&got));
+        if !trusted.contains(peer) {
+            prop_assert_eq!(got, peer.to_canonical());
+        }
+        // Garbage in the headers never panics and never yields an address nobody named.
+        let got = resolve(peer, Some(&junk), Some(&junk), &trusted);
+        prop_assert!(named.contains(&got) || junk.contains(&got.to_string()));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused(micros in -62_000_000_000_000_000i64..250_000_000_000_000_000, id in any::<i64>(), junk in "\\PC{0,120}") {
+        if let Some(received_at) = DateTime::from_timestamp_micros(micros) {
+            let position = Position { received_at, id };
+            prop_assert_eq!(cursor::decode(&cursor::encode(position)), Some(position));
+        }
+        let _ = cursor::decode(&junk);
+    }
+
+    #[test]
+    fn leave_message_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = parse_body(&body);
+    }
+
+    #[test]
+    fn json_shaped_bodies_are_judged_by_their_fields(phone in "\\PC{0,40}", text in "\\PC{0,80}", extra in "\\PC{0,20}") {
+        let body = serde_json::json!({"phoneNo": phone, "leaveMessage": text, "x": extra}).to_string();
+        let expected = PhoneNo::parse(&phone).is_ok() && MessageText::parse(&text).is_ok();
+        prop_assert_eq!(parse_body(body.as_bytes()).is_ok(), expected);
+    }
+}
