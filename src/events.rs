@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::store::queue::Message;
 
@@ -14,6 +14,7 @@ const BACKLOG: usize = 1024;
 pub struct Events {
     sender: broadcast::Sender<Arc<Message>>,
     clients: Arc<AtomicUsize>,
+    closing: Arc<watch::Sender<bool>>,
 }
 
 impl Default for Events {
@@ -21,6 +22,7 @@ impl Default for Events {
         Events {
             sender: broadcast::channel(BACKLOG).0,
             clients: Arc::default(),
+            closing: Arc::new(watch::channel(false).0),
         }
     }
 }
@@ -35,8 +37,14 @@ impl Events {
         self.clients.fetch_add(1, Ordering::Relaxed);
         Subscription {
             receiver: self.sender.subscribe(),
+            closing: self.closing.subscribe(),
             clients: self.clients.clone(),
         }
+    }
+
+    /// Ends every stream: the server is shutting down and should not wait for them.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Stream clients connected to this instance now.
@@ -48,6 +56,8 @@ impl Events {
 /// One client's view of the events; dropping it (the client left) uncounts it.
 pub struct Subscription {
     pub receiver: broadcast::Receiver<Arc<Message>>,
+    /// Turns true when the server shuts down.
+    pub closing: watch::Receiver<bool>,
     clients: Arc<AtomicUsize>,
 }
 

@@ -61,6 +61,8 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .listen(listener)?
+        // SIGTERM and SIGINT are handled in run_until_stopped, which ends live streams first.
+        .disable_signals()
         .client_request_timeout(REQUEST_HEAD_TIMEOUT)
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         .run();
@@ -81,6 +83,12 @@ impl Application {
         self.server.handle()
     }
 
+    /// Stops gracefully: live streams end, in-flight requests finish, then the server stops.
+    pub async fn shutdown(handle: &ServerHandle, events: &Events) {
+        events.close();
+        handle.stop(true).await;
+    }
+
     /// This instance's live-stream fan-out (tests watch its client count).
     pub fn events(&self) -> Events {
         self.state.events.clone()
@@ -89,6 +97,10 @@ impl Application {
     /// Serves until stopped, then closes the pool and stops the embedded cluster.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let signals = tokio::spawn(stop_on_signal(
+            self.server.handle(),
+            self.state.events.clone(),
+        ));
         let listener = tokio::spawn(store::notify::listen(
             self.state.pool.clone(),
             self.state.events.clone(),
@@ -96,9 +108,30 @@ impl Application {
         let served = self.server.await;
         housekeeping.abort();
         listener.abort();
+        signals.abort();
         self.database.close().await;
         served
     }
+}
+
+/// SIGTERM or SIGINT: drain and stop.
+async fn stop_on_signal(handle: ServerHandle, events: Events) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM: finishing in-flight requests, then stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight requests, then stopping"),
+    }
+    Application::shutdown(&handle, &events).await;
 }
 
 async fn housekeeping(state: web::Data<AppState>) {

@@ -32,7 +32,7 @@ pub async fn stream(_agent: Agent, state: web::Data<AppState>) -> HttpResponse {
     let events = futures_util::stream::unfold(
         (subscription, heartbeat),
         |(mut subscription, mut heartbeat)| async move {
-            let chunk = next_chunk(&mut subscription, &mut heartbeat).await;
+            let chunk = next_chunk(&mut subscription, &mut heartbeat).await?;
             Some((Ok::<_, Infallible>(chunk), (subscription, heartbeat)))
         },
     );
@@ -47,11 +47,15 @@ pub async fn stream(_agent: Agent, state: web::Data<AppState>) -> HttpResponse {
         .streaming(body)
 }
 
+/// The next piece of the stream; `None` ends it (the server is shutting down).
 async fn next_chunk(
     subscription: &mut Subscription,
     heartbeat: &mut tokio::time::Interval,
-) -> Bytes {
-    tokio::select! {
+) -> Option<Bytes> {
+    if *subscription.closing.borrow() {
+        return None;
+    }
+    let chunk = tokio::select! {
         received = subscription.receiver.recv() => match received {
             Ok(message) => {
                 let json = serde_json::to_string(&*message).unwrap_or_default();
@@ -64,5 +68,7 @@ async fn next_chunk(
             Err(RecvError::Closed) => Bytes::from_static(b": closing\n\n"),
         },
         _ = heartbeat.tick() => Bytes::from_static(b": heartbeat\n\n"),
-    }
+        _ = subscription.closing.changed() => return None,
+    };
+    Some(chunk)
 }

@@ -1,6 +1,9 @@
 //! CONTRACT §2.2: a database that is down answers 503 with code "13", and the service
 //! recovers by itself when it returns. Uses a cluster of its own so it can stop it.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use leavemsg::embedded_pg::Cluster;
@@ -24,11 +27,13 @@ fn private_cluster(dir: &tempfile::TempDir) -> StopOnDrop {
 }
 
 #[tokio::test]
-async fn with_postgres_stopped_requests_get_503_and_the_service_recovers() {
+async fn with_postgres_stopped_mid_load_requests_get_503_and_the_service_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = private_cluster(&dir);
     let app = spawn_app_on(cluster.0.database_url("postgres"), |_| {}).await;
-    let (_, token) = app.channel_and_token().await;
+    let key = app.create_agent("alice", false).await;
+    let mut stream = EventReader::open(&app, &key).await;
+    let (channel, token) = app.channel_and_token().await;
     let msg = |text: &str| json!({"phoneNo": "123456", "leaveMessage": text});
     assert_eq!(
         reply(app.leave_message(&token, &msg("before")).await)
@@ -36,7 +41,55 @@ async fn with_postgres_stopped_requests_get_503_and_the_service_recovers() {
             .0,
         200
     );
+    assert!(stream.wait_for("\"before\"", Duration::from_secs(30)).await);
     app.pool.close().await;
+
+    // Load from several visitors while PostgreSQL goes away.
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let slowest = Arc::new(Mutex::new(Duration::ZERO));
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let token = app.token_for(&channel, &format!("load-{w}")).await;
+        let (client, url) = (app.client.clone(), app.facade("doLeaveMessage"));
+        let (stop_load, acked, slowest) = (stop_load.clone(), acked.clone(), slowest.clone());
+        workers.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for i in 0.. {
+                if stop_load.load(Ordering::Relaxed) {
+                    break;
+                }
+                let text = format!("load-{w}-{i}");
+                let started = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .header("cookie", format!("ccmessaging-token={token}"))
+                    .json(&json!({"phoneNo": "123456", "leaveMessage": text}))
+                    .send()
+                    .await
+                    .expect("every request is answered");
+                let took = started.elapsed();
+                let status = resp.status().as_u16();
+                let body: Value = resp.json().await.unwrap();
+                {
+                    let mut slowest = slowest.lock().unwrap();
+                    *slowest = (*slowest).max(took);
+                }
+                match status {
+                    200 => acked.lock().unwrap().push(text),
+                    503 => assert_eq!(body["resultCode"], "13"),
+                    other => panic!("under a database outage the answer was {other}: {body}"),
+                }
+                answers.push(status);
+            }
+            answers
+        }));
+    }
+    let loaded = wait_until(Duration::from_secs(60), || async {
+        acked.lock().unwrap().len() >= 20
+    })
+    .await;
+    assert!(loaded, "the load did not get going");
 
     let stopper = cluster.0.clone();
     tokio::task::spawn_blocking(move || stopper.stop())
@@ -65,7 +118,6 @@ async fn with_postgres_stopped_requests_get_503_and_the_service_recovers() {
         .await;
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.json::<Value>().await.unwrap()["resultCode"], "13");
-
     let starter_dir = dir.path().to_owned();
     let restarted = tokio::task::spawn_blocking(move || Cluster::start(&starter_dir))
         .await
@@ -90,16 +142,40 @@ async fn with_postgres_stopped_requests_get_503_and_the_service_recovers() {
             .status(),
         200
     );
+    // The live stream reconnected by itself and announces what was stored after the restart.
+    assert!(
+        stream.wait_for("\"after\"", Duration::from_secs(60)).await,
+        "stream after the restart: {}",
+        stream.text
+    );
+    stop_load.store(true, Ordering::Relaxed);
+    let mut statuses = HashSet::new();
+    for w in workers {
+        statuses.extend(w.await.unwrap());
+    }
+    assert!(
+        statuses.contains(&503),
+        "the load never met the outage: {statuses:?}"
+    );
+    // Every answer came within the service's deadline plus generous slack.
+    assert!(*slowest.lock().unwrap() < Duration::from_secs(20));
 
     let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-    let texts: Vec<String> = sqlx::query_scalar("SELECT message FROM leave_message ORDER BY id")
+    let stored: HashSet<String> = sqlx::query_scalar("SELECT message FROM leave_message")
         .fetch_all(&pool)
         .await
-        .unwrap();
-    assert_eq!(
-        texts,
-        ["before", "after"],
-        "nothing acknowledged was lost, nothing refused was stored"
-    );
-    app.handle.stop(true).await;
+        .unwrap()
+        .into_iter()
+        .collect();
+    for text in acked
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(["before".to_owned(), "after".to_owned()].iter())
+    {
+        assert!(stored.contains(text), "acknowledged {text:?} is not stored");
+    }
+    assert!(!stored.contains("while down"));
+    drop(stream);
+    leavemsg::startup::Application::shutdown(&app.handle, &app.events).await;
 }

@@ -150,8 +150,36 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_cleanly() {
         body.len()
     );
     conn.write_all(head.as_bytes()).await.unwrap();
+    // An agent's live stream is open too; it must not hold the shutdown up.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let key = leavemsg::agent_key::AgentKey::generate();
+    leavemsg::store::agents::create(
+        &pool,
+        &leavemsg::store::agents::NewAgent {
+            name: "watcher",
+            is_admin: false,
+            key_id: key.id(),
+            key_hash: &key.secret_hash(),
+        },
+    )
+    .await
+    .unwrap();
+    let mut stream = reqwest::Client::new()
+        .get(server.url("/api/v1/messages/stream"))
+        .bearer_auth(key.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
 
     server.signal("TERM");
+    // The stream ends at once, while the request above is still in flight (had it stayed
+    // open, the server would have cut both off at its shutdown timeout).
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the live stream was not ended by SIGTERM");
     // Shutdown has begun once new connections are refused.
     let port = server.port;
     let closed = wait_until(Duration::from_secs(60), || async move {
@@ -183,7 +211,6 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_cleanly() {
         server.log()
     );
 
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let n: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM leave_message WHERE message = 'sent across a shutdown'",
     )
