@@ -11,6 +11,7 @@ pub mod embedded_pg;
 pub mod events;
 pub mod limits;
 pub mod ops;
+pub mod pages;
 pub mod settings;
 pub mod startup;
 pub mod state;

@@ -13,7 +13,7 @@ use crate::limits::Limits;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::{self, Database};
-use crate::{agent, ops, telemetry, visitor};
+use crate::{agent, ops, pages, telemetry, visitor};
 
 /// How long a client may take to send its request head.
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,6 +58,7 @@ impl Application {
                 .configure(visitor::routes)
                 .configure(agent::routes)
                 .configure(ops::routes)
+                .configure(pages::routes)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?

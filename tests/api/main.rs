@@ -2,6 +2,7 @@
 
 mod agents;
 mod apply_token;
+mod browser;
 mod cli;
 mod database_faults;
 mod export;

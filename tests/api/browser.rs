@@ -1,0 +1,432 @@
+//! CONTRACT §4: the pages, driven in headless Chromium the way people use them.
+//! Needs Debian's `chromium` and `chromium-driver` (the README's prerequisites; .ci/run
+//! installs them). Screenshots go to target/screenshots/.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One chromedriver for the test process, stopped when the process exits (its guardian shell
+/// waits for our end of a pipe to close).
+fn chromedriver() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect(
+                "the browser tests need chromedriver: apt-get install chromium chromium-driver",
+            );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child: Child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(r#""$0" --port="$1" >/dev/null 2>&1 & pid=$!; read _; kill $pid"#)
+            .arg(driver)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start chromedriver");
+        // Keep the pipe open for the life of the process.
+        Box::leak(Box::new(child));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        port
+    })
+}
+
+async fn browser() -> Client {
+    let port = chromedriver();
+    let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("the browser tests need chromium: apt-get install chromium chromium-driver");
+    let profile = tempfile::tempdir().unwrap().keep();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": binary,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", "--no-first-run", "--window-size=1100,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session")
+}
+
+fn screenshot_path(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}.png"))
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_path(name), png).unwrap();
+}
+
+/// Waits until the element's text satisfies `check`; returns the text.
+async fn text_when(client: &Client, css: &str, check: impl Fn(&str) -> bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(el) = client.find(Locator::Css(css)).await
+            && let Ok(text) = el.text().await
+            && check(&text)
+        {
+            return text;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "{css} never showed the expected text"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_visitor_sees_a_field_error_then_leaves_a_message() {
+    let app = spawn_app().await;
+    let channel = leavemsg::store::channels::create(
+        &app.pool,
+        &leavemsg::store::channels::NewChannel {
+            name: "Web",
+            origins: &[],
+            cross_site: false,
+            prompt: Some("Our lines are busy <b>right now</b>."),
+        },
+    )
+    .await
+    .unwrap();
+    let c = browser().await;
+    c.goto(&app.url(&format!("/web/{channel}"))).await.unwrap();
+    let prompt = c
+        .find(Locator::Id("prompt"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        prompt, "Our lines are busy <b>right now</b>.",
+        "the prompt is shown as text"
+    );
+
+    c.find(Locator::Id("phone"))
+        .await
+        .unwrap()
+        .send_keys("call me maybe")
+        .await
+        .unwrap();
+    c.find(Locator::Id("message"))
+        .await
+        .unwrap()
+        .send_keys("Please call about my order")
+        .await
+        .unwrap();
+    let counter = c
+        .find(Locator::Id("message-count"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(counter, "26 / 2000 characters");
+    c.find(Locator::Id("send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = text_when(&c, "#phone-error", |t| !t.is_empty()).await;
+    assert!(
+        error.starts_with("Phone number may contain only digits"),
+        "{error}"
+    );
+    let invalid = c
+        .find(Locator::Id("phone"))
+        .await
+        .unwrap()
+        .attr("aria-invalid")
+        .await
+        .unwrap();
+    assert_eq!(invalid.as_deref(), Some("true"));
+    screenshot(&c, "visitor-form-error").await;
+    assert_eq!(app.message_count().await, 0);
+
+    let phone = c.find(Locator::Id("phone")).await.unwrap();
+    phone.clear().await.unwrap();
+    phone.send_keys("+1 555 0107").await.unwrap();
+    // A double click sends one message.
+    let send = c.find(Locator::Id("send")).await.unwrap();
+    c.execute(
+        "document.getElementById('send').click(); document.getElementById('send').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    drop(send);
+    let done = text_when(&c, "#result", |t| t.starts_with("Thank you")).await;
+    assert!(done.contains("call you back"));
+    assert_eq!(
+        c.find(Locator::Id("phone-error"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        ""
+    );
+    screenshot(&c, "visitor-form").await;
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT phone_no, message FROM leave_message")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [(
+            "+1 555 0107".to_owned(),
+            "Please call about my order".to_owned()
+        )]
+    );
+
+    // A phone-sized screen still shows the whole form.
+    c.set_window_size(390, 844).await.unwrap();
+    screenshot(&c, "visitor-form-phone").await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_channel_shows_a_clear_page_with_strict_headers() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .get(app.url(&format!("/web/{}", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("This message form is not available")
+    );
+    let channel = app.create_channel().await;
+    for path in [format!("/web/{channel}"), "/console".to_owned()] {
+        let resp = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let csp = resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self'"),
+            "{csp}"
+        );
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+        let html = resp.text().await.unwrap();
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "{path} loads something from elsewhere"
+        );
+    }
+    let resp = app
+        .client
+        .get(app.url("/assets/visitor.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+}
+
+#[tokio::test]
+async fn an_agent_sees_a_hostile_message_arrive_as_text_claims_and_processes_it() {
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    let (_, token) = app.channel_and_token().await;
+    let c = browser().await;
+    c.goto(&app.url("/console")).await.unwrap();
+    c.find(Locator::Id("api-key"))
+        .await
+        .unwrap()
+        .send_keys("lmk_000000000000_wrongwrongwrongwrongwrongwrongwrongwrongwrong")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#sign-in-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let refused = text_when(&c, "#notice", |t| !t.is_empty()).await;
+    assert!(refused.contains("not accepted"), "{refused}");
+
+    c.find(Locator::Id("api-key"))
+        .await
+        .unwrap()
+        .send_keys(&key)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#sign-in-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&c, "#live", |t| t.ends_with("on")).await;
+    let stored: Value = c
+        .execute("return sessionStorage.getItem('leavemsg.apiKey')", vec![])
+        .await
+        .unwrap();
+    assert_eq!(stored.as_str(), Some(key.as_str()));
+    assert!(
+        !c.current_url().await.unwrap().as_str().contains(&key),
+        "the key is never in a URL"
+    );
+
+    let hostile = "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">";
+    let id = app.store_message(&token, "+44 20 7946 0958", hostile).await;
+    let row = format!("tr[data-id=\"{id}\"]");
+    let shown = text_when(&c, &format!("{row} td.text"), |t| !t.is_empty()).await;
+    assert_eq!(shown, hostile, "the message arrived live, as characters");
+    let children: Value = c
+        .execute(
+            &format!("return document.querySelector('{row} td.text').children.length"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(children, json!(0), "no element was made from the message");
+    let pwned: Value = c
+        .execute("return window.pwned === undefined", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, json!(true), "the message's script ran");
+    screenshot(&c, "console").await;
+
+    c.find(Locator::Css(&format!("{row} button")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&c, "#notice", |t| t.contains("is now assigned")).await;
+    // Under the "pending" filter an assigned message leaves the list; show assigned ones.
+    c.execute(
+        "document.getElementById('f-status').value = 'assigned'",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#filters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&c, &format!("{row} td:nth-child(6)"), |t| {
+        t.starts_with("assigned (alice)")
+    })
+    .await;
+    c.find(Locator::Css(&format!("{row} select")))
+        .await
+        .unwrap()
+        .select_by_value("called_back")
+        .await
+        .unwrap();
+    c.find(Locator::Css(&format!("{row} input")))
+        .await
+        .unwrap()
+        .send_keys("Refund agreed")
+        .await
+        .unwrap();
+    c.find(Locator::XPath(&format!(
+        "//tr[@data-id='{id}']//button[text()='Done']"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    text_when(&c, "#notice", |t| t.contains("is now processed")).await;
+    screenshot(&c, "console-processed").await;
+
+    let (status, outcome, note, by): (String, String, String, String) = sqlx::query_as(
+        "SELECT status, outcome, note, processed_by FROM leave_message WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            status.as_str(),
+            outcome.as_str(),
+            note.as_str(),
+            by.as_str()
+        ),
+        ("processed", "called_back", "Refund agreed", "alice")
+    );
+
+    // A 409 is explained in words: bob claims a message before alice's click lands.
+    let bob = app.create_agent("bob", false).await;
+    c.execute(
+        "document.getElementById('f-status').value = 'pending'",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#filters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let second = app.store_message(&token, "123456", "second message").await;
+    let row = format!("tr[data-id=\"{second}\"]");
+    text_when(&c, &format!("{row} td.text"), |t| t == "second message").await;
+    let resp = app
+        .agent_post(&bob, &format!("/api/v1/messages/{second}/claim"), None)
+        .await;
+    assert_eq!(resp.status(), 200);
+    c.find(Locator::Css(&format!("{row} button")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let conflict = text_when(&c, "#notice", |t| t.contains("cannot claim")).await;
+    assert!(conflict.contains("assigned to bob"), "{conflict}");
+    c.close().await.unwrap();
+}
