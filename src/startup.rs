@@ -12,6 +12,7 @@ use crate::events::Events;
 use crate::limits::Limits;
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::store::writer::Writer;
 use crate::store::{self, Database};
 use crate::{agent, ops, pages, telemetry, visitor};
 
@@ -45,6 +46,7 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             limits: Limits::new(settings.rate_per_token, settings.rate_per_ip),
             events: Events::default(),
+            writer: Writer::start(database.pool.clone()),
         });
 
         let listener = TcpListener::bind(settings.listen)

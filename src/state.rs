@@ -5,6 +5,7 @@ use std::future::Future;
 use chrono::Duration;
 use sqlx::PgPool;
 
+use crate::store::writer::Writer;
 use crate::store::{DEADLINE, StoreError};
 
 use crate::events::Events;
@@ -24,6 +25,7 @@ pub struct AppState {
     pub trusted_proxies: TrustedProxies,
     pub limits: Limits,
     pub events: Events,
+    pub writer: Writer,
 }
 
 impl AppState {

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use sqlx::PgPool;
 
+use super::writer::Outcome;
 use crate::domain::{ChannelId, MessageText, PhoneNo};
 
 /// A validated message, ready to store.
@@ -26,30 +27,93 @@ pub enum Stored {
     AlreadyStored,
 }
 
-/// Inserts and commits one message. A row with the same submission key (same token, phone and
-/// text) makes this a no-op that still counts as stored: the earlier row is committed.
-#[tracing::instrument(skip_all, fields(channel = %new.channel_id))]
-pub async fn insert(pool: &PgPool, new: &NewMessage) -> Result<Stored, sqlx::Error> {
-    let id = sqlx::query_scalar!(
-        "INSERT INTO leave_message (channel_id, user_id, user_name, phone_no, phone_digits,
-                                    message, client_ip, forwarded_for, user_agent, submission_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (submission_key) DO NOTHING
-         RETURNING id",
-        new.channel_id.as_uuid(),
-        new.user_id,
-        new.user_name,
-        new.phone.as_str(),
-        new.phone.digits(),
-        new.text.as_str(),
-        new.client_ip as IpAddr,
-        new.forwarded_for.as_deref(),
-        new.user_agent.as_deref(),
-        new.submission_key.as_slice(),
+/// Inserts `rows` (each with the hash of the token it came with) in one statement, which
+/// autocommits: every row is committed or none is. A row is written only if its token is still
+/// its visitor's current, unexpired token on an enabled channel, checked in the same statement;
+/// a row whose submission key is already stored (or repeated in the batch) is not written again.
+/// Returns one outcome per row, in order.
+#[tracing::instrument(skip_all, fields(rows = rows.len()))]
+pub async fn insert_batch(
+    pool: &PgPool,
+    rows: &[(&NewMessage, [u8; 32])],
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let mut channel_ids = Vec::with_capacity(rows.len());
+    let mut user_ids = Vec::with_capacity(rows.len());
+    let mut user_names = Vec::with_capacity(rows.len());
+    let mut phones = Vec::with_capacity(rows.len());
+    let mut digits = Vec::with_capacity(rows.len());
+    let mut texts = Vec::with_capacity(rows.len());
+    let mut ips = Vec::with_capacity(rows.len());
+    let mut forwarded = Vec::with_capacity(rows.len());
+    let mut agents = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut token_hashes = Vec::with_capacity(rows.len());
+    for (m, token_hash) in rows {
+        channel_ids.push(m.channel_id.as_uuid());
+        user_ids.push(m.user_id.as_str());
+        user_names.push(m.user_name.as_str());
+        phones.push(m.phone.as_str());
+        digits.push(m.phone.digits());
+        texts.push(m.text.as_str());
+        ips.push(m.client_ip);
+        forwarded.push(m.forwarded_for.as_deref());
+        agents.push(m.user_agent.as_deref());
+        keys.push(m.submission_key.to_vec());
+        token_hashes.push(token_hash.to_vec());
+    }
+    let results = sqlx::query!(
+        r#"WITH input AS (
+               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                    $6::text[], $7::inet[], $8::text[], $9::text[], $10::bytea[],
+                                    $11::bytea[])
+                   WITH ORDINALITY
+                   AS i(channel_id, user_id, user_name, phone_no, phone_digits, message,
+                        client_ip, forwarded_for, user_agent, submission_key, token_hash, n)
+           ), valid AS (
+               SELECT i.* FROM input i
+               JOIN visitor_token t
+                 ON t.channel_id = i.channel_id AND t.user_id = i.user_id
+                AND t.token_hash = i.token_hash AND t.expires_at > now()
+               JOIN web_channel c ON c.id = i.channel_id AND c.enabled
+           ), inserted AS (
+               INSERT INTO leave_message (channel_id, user_id, user_name, phone_no, phone_digits,
+                                          message, client_ip, forwarded_for, user_agent,
+                                          submission_key)
+               SELECT channel_id, user_id, user_name, phone_no, phone_digits, message, client_ip,
+                      forwarded_for, user_agent, submission_key
+               FROM valid ORDER BY n
+               ON CONFLICT (submission_key) DO NOTHING
+               RETURNING id, submission_key
+           )
+           SELECT i.n AS "n!", ins.id AS "id?", (v.n IS NOT NULL) AS "valid!"
+           FROM input i
+           LEFT JOIN valid v ON v.n = i.n
+           LEFT JOIN inserted ins ON ins.submission_key = i.submission_key
+           ORDER BY i.n"#,
+        &channel_ids,
+        &user_ids as &[&str],
+        &user_names as &[&str],
+        &phones as &[&str],
+        &digits as &[&str],
+        &texts as &[&str],
+        &ips as &[IpAddr],
+        &forwarded as &[Option<&str>],
+        &agents as &[Option<&str>],
+        &keys,
+        &token_hashes,
     )
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await?;
-    Ok(id.map_or(Stored::AlreadyStored, Stored::New))
+    // A key repeated within the batch is inserted once; its first row reports the new id.
+    let mut reported = std::collections::HashSet::new();
+    Ok(results
+        .into_iter()
+        .map(|r| match (r.valid, r.id) {
+            (false, _) => Outcome::TokenNoLongerValid,
+            (true, Some(id)) if reported.insert(id) => Outcome::Stored(Stored::New(id)),
+            (true, _) => Outcome::Stored(Stored::AlreadyStored),
+        })
+        .collect())
 }
 
 /// Deletes processed messages received before `days` days ago; returns how many.

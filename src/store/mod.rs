@@ -6,6 +6,7 @@ pub mod messages;
 pub mod notify;
 pub mod queue;
 pub mod tokens;
+pub mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -18,6 +18,7 @@ use super::vendor_reply::{LeaveMessageReply, LeaveMessageResponse};
 use crate::domain::{FieldError, MessageText, PhoneNo};
 use crate::ops::metrics;
 use crate::state::AppState;
+use crate::store::writer::Outcome;
 use crate::store::{self, messages::NewMessage, messages::Stored, tokens::TokenHolder};
 
 /// The fields of the request; anything else in the object is ignored.
@@ -142,22 +143,29 @@ async fn handle(
         forwarded_for: request::joined_header(req.headers(), "x-forwarded-for"),
         user_agent: request::header_str(req, header::USER_AGENT.as_str()).map(str::to_owned),
     };
-    let stored = state
-        .db(move |pool| async move { store::messages::insert(&pool, &new).await })
-        .await;
-    match stored {
-        Ok(Stored::New(id)) => {
+    let written =
+        tokio::time::timeout(store::DEADLINE, state.writer.write(new, token.hash.0)).await;
+    match written {
+        Ok(Ok(Outcome::Stored(Stored::New(id)))) => {
             tracing::info!(message_id = id, channel = %holder.channel_id, "message stored");
             metrics::message_stored();
             Ok(())
         }
-        Ok(Stored::AlreadyStored) => {
+        Ok(Ok(Outcome::Stored(Stored::AlreadyStored))) => {
             tracing::info!(channel = %holder.channel_id, "resubmission of a stored message");
             metrics::message_deduplicated();
             Ok(())
         }
-        Err(e) => {
-            tracing::error!(error = ?e, "storing a message failed");
+        Ok(Ok(Outcome::TokenNoLongerValid)) => Err(LeaveMessageReply::Unauthorized(
+            "the ccmessaging-token was replaced or revoked, or its channel is disabled",
+        )),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "storing a message failed");
+            metrics::database_failure("store_message");
+            Err(LeaveMessageReply::Unavailable)
+        }
+        Err(_) => {
+            tracing::error!("storing a message took longer than the deadline");
             metrics::database_failure("store_message");
             Err(LeaveMessageReply::Unavailable)
         }

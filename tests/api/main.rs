@@ -12,3 +12,4 @@ mod operations;
 mod origins;
 mod process;
 mod stream;
+mod writer;

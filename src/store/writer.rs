@@ -1,0 +1,136 @@
+//! Group commit: concurrent doLeaveMessage calls are written together, one multi-row INSERT
+//! and one COMMIT for all of them, and each caller is answered only after that commit.
+//!
+//! Batches form by themselves: while one batch commits, new submissions queue; the next batch
+//! takes all of them (up to [`MAX_BATCH`]). A lone submission is written at once, so a quiet
+//! service pays no extra latency. Two writers overlap building a batch with committing one.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::messages::{NewMessage, Stored};
+
+/// Most rows one INSERT carries.
+pub const MAX_BATCH: usize = 512;
+/// Writers working at once, each with its own connection.
+const WRITERS: usize = 2;
+/// Submissions that may wait for a writer before callers are told the service is busy.
+const QUEUE: usize = 8192;
+
+/// What became of one submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Stored(Stored),
+    /// Its token was replaced or revoked, or its channel disabled, before the write: nothing
+    /// was stored.
+    TokenNoLongerValid,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("the batch could not be written: {0}")]
+    Database(String),
+    #[error("the writer is not running")]
+    Closed,
+}
+
+struct Job {
+    message: NewMessage,
+    token_hash: [u8; 32],
+    reply: oneshot::Sender<Result<Outcome, WriteError>>,
+}
+
+/// Hands messages to the writers.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writers on the current runtime.
+    pub fn start(pool: PgPool) -> Writer {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..WRITERS {
+            tokio::spawn(run(pool.clone(), receiver.clone()));
+        }
+        Writer { queue }
+    }
+
+    /// Stores `message` if `token_hash` is still its visitor's current token on an enabled
+    /// channel; returns once the outcome is committed.
+    pub async fn write(
+        &self,
+        message: NewMessage,
+        token_hash: [u8; 32],
+    ) -> Result<Outcome, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            message,
+            token_hash,
+            reply,
+        };
+        self.queue.send(job).await.map_err(|_| WriteError::Closed)?;
+        answer.await.map_err(|_| WriteError::Closed)?
+    }
+}
+
+async fn run(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            match receiver.recv().await {
+                Some(first) => batch.push(first),
+                None => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        write_batch(&pool, batch).await;
+    }
+}
+
+async fn write_batch(pool: &PgPool, batch: Vec<Job>) {
+    let rows: Vec<(&NewMessage, [u8; 32])> =
+        batch.iter().map(|j| (&j.message, j.token_hash)).collect();
+    let results = match super::messages::insert_batch(pool, &rows).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
+        Err(e) if is_data_error(&e) && batch.len() > 1 => {
+            // One bad row must not fail the others: write them one by one.
+            tracing::warn!(error = %e, rows = batch.len(), "batch refused; writing rows singly");
+            let mut results = Vec::with_capacity(batch.len());
+            for row in &rows {
+                results.push(
+                    super::messages::insert_batch(pool, std::slice::from_ref(row))
+                        .await
+                        .map(|mut o| o.remove(0))
+                        .map_err(|e| WriteError::Database(e.to_string())),
+                );
+            }
+            results
+        }
+        Err(e) => {
+            let error = WriteError::Database(e.to_string());
+            batch.iter().map(|_| Err(error.clone())).collect()
+        }
+    };
+    for (job, result) in batch.into_iter().zip(results) {
+        // The caller may have given up (deadline); the outcome stands either way.
+        let _ = job.reply.send(result);
+    }
+}
+
+/// Errors about the data of some row (class 22 data exception, 23 integrity violation), as
+/// opposed to the database being unavailable.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+}

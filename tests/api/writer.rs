@@ -1,0 +1,104 @@
+//! The group-commit writer: batching must not change what each caller is told.
+
+use std::net::IpAddr;
+
+use leavemsg::domain::{ChannelId, MessageText, PhoneNo};
+use leavemsg::store::messages::{NewMessage, Stored};
+use leavemsg::store::writer::{Outcome, Writer};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::*;
+
+fn message(channel: &str, user: &str, text: &str, forwarded_for: Option<&str>) -> NewMessage {
+    NewMessage {
+        channel_id: ChannelId::parse(channel).unwrap(),
+        user_id: user.to_owned(),
+        user_name: "n".to_owned(),
+        phone: PhoneNo::parse("123456").unwrap(),
+        text: MessageText::parse(text).unwrap(),
+        client_ip: "192.0.2.1".parse::<IpAddr>().unwrap(),
+        forwarded_for: forwarded_for.map(str::to_owned),
+        user_agent: None,
+        submission_key: Sha256::digest(format!("{user}/{text}")).into(),
+    }
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_row_for_itself() {
+    let app = spawn_app().await;
+    let channel = app.create_channel().await;
+    let good = app.token_for(&channel, "good").await;
+    let replaced = app.token_for(&channel, "old").await;
+    let _newer = app.token_for(&channel, "old").await;
+    let writer = Writer::start(app.pool.clone());
+
+    // Submitted together, so they share batches: new rows, a duplicate of one of them, a row
+    // whose token was replaced meanwhile, and a row PostgreSQL refuses (NUL in a text column).
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        calls.push((format!("m{i}"), "good", good.clone(), None));
+    }
+    calls.push(("m3".to_owned(), "good", good.clone(), None));
+    calls.push(("stale".to_owned(), "old", replaced.clone(), None));
+    calls.push(("bad row".to_owned(), "good", good.clone(), Some("a\0b")));
+    let outcomes = futures_util::future::join_all(calls.iter().map(|(text, user, token, fwd)| {
+        writer.write(message(&channel, user, text, *fwd), hash(token))
+    }))
+    .await;
+
+    let mut new_ids = Vec::new();
+    for (i, outcome) in outcomes[..20].iter().enumerate() {
+        match outcome {
+            Ok(Outcome::Stored(Stored::New(id))) => new_ids.push(*id),
+            // m3 and its duplicate: exactly one of them is new.
+            Ok(Outcome::Stored(Stored::AlreadyStored)) if i == 3 => {}
+            other => panic!("m{i}: {other:?}"),
+        }
+    }
+    assert!(
+        matches!(outcomes[20], Ok(Outcome::Stored(_))),
+        "{:?}",
+        outcomes[20]
+    );
+    let m3_new = usize::from(matches!(outcomes[3], Ok(Outcome::Stored(Stored::New(_)))))
+        + usize::from(matches!(outcomes[20], Ok(Outcome::Stored(Stored::New(_)))));
+    assert_eq!(m3_new, 1, "the duplicate is stored once");
+    assert_eq!(outcomes[21].as_ref().unwrap(), &Outcome::TokenNoLongerValid);
+    assert!(
+        outcomes[22].is_err(),
+        "the refused row is an error: {:?}",
+        outcomes[22]
+    );
+
+    let texts: Vec<String> = sqlx::query_scalar("SELECT message FROM leave_message ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(texts.len(), 20, "{texts:?}");
+    assert!(!texts.contains(&"stale".to_owned()) && !texts.contains(&"bad row".to_owned()));
+}
+
+#[tokio::test]
+async fn a_database_failure_fails_every_request_of_the_batch_and_stores_nothing() {
+    let app = spawn_app().await;
+    let (_, token) = app.channel_and_token().await;
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE leave_message IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let bodies: Vec<serde_json::Value> = (0..12)
+        .map(|i| serde_json::json!({"phoneNo": "123456", "leaveMessage": format!("m{i}")}))
+        .collect();
+    let calls = bodies.iter().map(|body| app.leave_message(&token, body));
+    for resp in futures_util::future::join_all(calls).await {
+        let (status, body) = reply(resp).await;
+        assert_eq!((status, body["resultCode"].as_str()), (503, Some("13")));
+    }
+    blocker.rollback().await.unwrap();
+    assert_eq!(app.message_count().await, 0);
+}
