@@ -81,7 +81,9 @@ pub async fn insert_batch(
                                           submission_key)
                SELECT channel_id, user_id, user_name, phone_no, phone_digits, message, client_ip,
                       forwarded_for, user_agent, submission_key
-               FROM valid ORDER BY n
+               -- Key order: concurrent batches take unique-index locks in one order, so two
+               -- batches holding the same resubmission cannot deadlock.
+               FROM valid ORDER BY submission_key
                ON CONFLICT (submission_key) DO NOTHING
                RETURNING id, submission_key
            )

@@ -73,6 +73,9 @@ impl Database {
         let options = connect_options(&url)?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_db_connections)
+            // A broken connection fails one statement and is then dropped; pinging before every
+            // use would cost a round trip on every request.
+            .test_before_acquire(false)
             // Always one connection open: requests skip the connect, and a running server stays
             // visible to other leavemsg commands, which then leave the embedded cluster running.
             .min_connections(1)
@@ -107,15 +110,10 @@ pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?
         .application_name("leavemsg")
-        .options([
-            (
-                "statement_timeout",
-                STATEMENT_TIMEOUT.as_millis().to_string(),
-            ),
-            // Plan each execution with its actual parameters, so optional filters
-            // (`$1 IS NULL OR …`) fold away and the partial queue indexes are used.
-            ("plan_cache_mode", "force_custom_plan".to_owned()),
-        ])
+        .options([(
+            "statement_timeout",
+            STATEMENT_TIMEOUT.as_millis().to_string(),
+        )])
         .log_statements(tracing::log::LevelFilter::Debug)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
     Ok(options)

@@ -95,7 +95,8 @@ pub async fn list(
     after: Option<Position>,
     limit: i64,
 ) -> Result<Vec<Message>, sqlx::Error> {
-    query_message!(
+    let mut tx = custom_plans(pool).await?;
+    let page = query_message!(
         "SELECT",
         "FROM leave_message
          WHERE ($1::text IS NULL OR status = $1)
@@ -117,8 +118,22 @@ pub async fn list(
         after.map_or(0, |p| p.id),
         limit,
     )
-    .fetch_all(pool)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(page)
+}
+
+/// A read transaction whose statements are planned with their actual parameters, so optional
+/// filters (`$1 IS NULL OR …`) fold away and the partial queue indexes are used.
+async fn custom_plans(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<Message>, sqlx::Error> {
@@ -311,6 +326,7 @@ pub async fn export(
     sink: tokio::sync::mpsc::Sender<Message>,
 ) -> Result<(), sqlx::Error> {
     use futures_util::TryStreamExt;
+    let mut tx = custom_plans(pool).await?;
     let mut rows = query_message!(
         "SELECT",
         "FROM leave_message
@@ -328,11 +344,12 @@ pub async fn export(
         filter.from,
         filter.to,
     )
-    .fetch(pool);
+    .fetch(&mut *tx);
     while let Some(message) = rows.try_next().await? {
         if sink.send(message).await.is_err() {
             break;
         }
     }
-    Ok(())
+    drop(rows);
+    tx.commit().await
 }

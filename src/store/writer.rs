@@ -97,10 +97,16 @@ async fn run(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
     }
 }
 
-async fn write_batch(pool: &PgPool, batch: Vec<Job>) {
+async fn write_batch(pool: &PgPool, mut batch: Vec<Job>) {
+    // Callers that gave up (their deadline passed while queued) were answered 503: not writing
+    // their rows keeps "not acknowledged" as close to "not stored" as possible.
+    batch.retain(|job| !job.reply.is_closed());
+    if batch.is_empty() {
+        return;
+    }
     let rows: Vec<(&NewMessage, [u8; 32])> =
         batch.iter().map(|j| (&j.message, j.token_hash)).collect();
-    let results = match super::messages::insert_batch(pool, &rows).await {
+    let results = match insert_with_retry(pool, &rows).await {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
         Err(e) if is_data_error(&e) && batch.len() > 1 => {
             // One bad row must not fail the others: write them one by one.
@@ -125,6 +131,29 @@ async fn write_batch(pool: &PgPool, batch: Vec<Job>) {
         // The caller may have given up (deadline); the outcome stands either way.
         let _ = job.reply.send(result);
     }
+}
+
+/// Deadlocks and serialization failures are resolved by trying again.
+async fn insert_with_retry(
+    pool: &PgPool,
+    rows: &[(&NewMessage, [u8; 32])],
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match super::messages::insert_batch(pool, rows).await {
+            Err(e) if attempt < 3 && is_transient(&e) => {
+                tracing::warn!(error = %e, attempt, "batch write failed transiently; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_transient(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
 /// Errors about the data of some row (class 22 data exception, 23 integrity violation), as

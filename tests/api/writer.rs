@@ -83,7 +83,27 @@ async fn a_batch_answers_each_row_for_itself() {
 }
 
 #[tokio::test]
-async fn a_database_failure_fails_every_request_of_the_batch_and_stores_nothing() {
+async fn a_database_failure_fails_every_request_of_the_batch() {
+    let app = spawn_app().await;
+    let channel = app.create_channel().await;
+    let token = app.token_for(&channel, "v").await;
+    // A pool whose every connection attempt is refused.
+    let unreachable = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+        .unwrap();
+    let writer = Writer::start(unreachable);
+    let calls: Vec<_> = (0..10)
+        .map(|i| writer.write(message(&channel, "v", &format!("m{i}"), None), hash(&token)))
+        .collect();
+    for outcome in futures_util::future::join_all(calls).await {
+        assert!(outcome.is_err(), "{outcome:?}");
+    }
+    assert_eq!(app.message_count().await, 0);
+}
+
+#[tokio::test]
+async fn while_the_table_is_locked_no_request_is_acknowledged() {
     let app = spawn_app().await;
     let (_, token) = app.channel_and_token().await;
     let mut blocker = app.pool.begin().await.unwrap();
@@ -100,5 +120,4 @@ async fn a_database_failure_fails_every_request_of_the_batch_and_stores_nothing(
         assert_eq!((status, body["resultCode"].as_str()), (503, Some("13")));
     }
     blocker.rollback().await.unwrap();
-    assert_eq!(app.message_count().await, 0);
 }

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Throughput of doLeaveMessage against PostgreSQL's own single-row insert rate, measured in the
+# same run on the same machine:
+#   - leavemsg (release build, rate limits off, durable commits) driven by wrk with a unique
+#     message per request, at 1, 8, 32 and 64 connections;
+#   - pgbench running one INSERT per transaction into a table of the same shape, same clients;
+#   - /healthz at 64 connections: the machine's HTTP ceiling for this binary;
+#   - the server's peak RSS, and the stored row count against the acknowledged count.
+#
+#   bash bench/throughput.sh                  # throwaway PostgreSQL (needs initdb/pg_ctl)
+#   DATABASE_URL=postgres://u@host/db bash bench/throughput.sh   # uses leavemsg_bench there
+#   DURATION=20 CONNECTIONS="1 64" bash bench/throughput.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-1 8 32 64}"
+command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
+
+cargo build --release -q
+bench_pg_start
+PGBENCH="$PG_BIN/pgbench"
+DB_URL="$SERVER_URL/leavemsg_bench"
+bench_psql "$SERVER_URL/postgres" -c 'DROP DATABASE IF EXISTS leavemsg_bench' -c 'CREATE DATABASE leavemsg_bench' 2>/dev/null
+export DATABASE_URL="$DB_URL"
+./target/release/leavemsg migrate >/dev/null
+CHANNEL=$(./target/release/leavemsg channel create --name bench | tail -n 1)
+bench_psql "$DB_URL" <<'SQL'
+SHOW synchronous_commit;
+CREATE TABLE bench_leave_message (LIKE leave_message INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+                                  INCLUDING INDEXES INCLUDING IDENTITY);
+SQL
+
+PORT=18090
+while (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do PORT=$((PORT + 1)); done
+LEAVEMSG_LISTEN=127.0.0.1:$PORT LEAVEMSG_RATE_PER_TOKEN=0 LEAVEMSG_RATE_PER_IP=0 RUST_LOG=warn \
+    ./target/release/leavemsg serve >/tmp/leavemsg-bench.log 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; bench_pg_stop' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+BASE="http://127.0.0.1:$PORT/service-cloud/rest/webadapter/v1/webadapterfacade"
+export LEAVEMSG_TOKEN=$(curl -sf "$BASE/applyToken" -H 'Content-Type: application/json' \
+    -d "{\"userId\":\"bench\",\"userName\":\"bench\",\"channelId\":\"$CHANNEL\"}" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+
+wrk_run() { # connections url script
+    local c=$1 threads=2
+    [ "$c" -lt 2 ] && threads=1
+    wrk -t"$threads" -c"$c" -d"${DURATION}s" --timeout 10s -s "$3" "$2"
+}
+field() { grep -oP "^$1 \K[0-9.]+" <<<"$2" || echo 0; }
+
+# Warm up both sides briefly.
+wrk_run 8 "$BASE/doLeaveMessage" bench/leave-message.lua >/dev/null
+"$PGBENCH" -n -c 8 -j 2 -T 2 -f bench/pgbench-insert.sql "$DB_URL" >/dev/null 2>&1
+
+printf '\n%-5s %12s %9s %9s %8s %12s %8s\n' conns "messages/s" "p50 ms" "p99 ms" non2xx "pgbench tps" ratio
+for c in $CONNECTIONS; do
+    before=$(bench_psql "$DB_URL" -At -c 'SELECT count(*) FROM leave_message')
+    out=$(wrk_run "$c" "$BASE/doLeaveMessage" bench/leave-message.lua)
+    after=$(bench_psql "$DB_URL" -At -c 'SELECT count(*) FROM leave_message')
+    rps=$(grep -oP 'Requests/sec:\s*\K[0-9.]+' <<<"$out")
+    non2xx=$(grep -oP 'Non-2xx or 3xx responses: \K[0-9]+' <<<"$out" || echo 0)
+    errors=$(grep -oP 'Socket errors:.*' <<<"$out" || true)
+    acked=$(field ACK "$out")
+    stored=$((after - before))
+    tps=$("$PGBENCH" -n -c "$c" -j "$([ "$c" -lt 2 ] && echo 1 || echo 2)" -T "$DURATION" \
+          -f bench/pgbench-insert.sql "$DB_URL" 2>/dev/null | grep -oP 'tps = \K[0-9.]+' | head -n 1)
+    ratio=$(python3 -c "print(f'{$rps / $tps:.2f}x')")
+    printf '%-5s %12.0f %9s %9s %8s %12.0f %8s\n' "$c" "$rps" "$(field P50 "$out")" "$(field P99 "$out")" \
+        "$non2xx" "$tps" "$ratio"
+    # Requests cut off by wrk's end may be stored without being counted as acknowledged.
+    if [ "$stored" -lt "$acked" ] || [ "$stored" -gt $((acked + c)) ]; then
+        echo "      ROW COUNT MISMATCH: $acked acknowledged, $stored stored"
+    else
+        echo "      rows: $acked acknowledged, $stored stored (at most $c answers cut off by the end of the run)"
+    fi
+    [ -n "$errors" ] && echo "      $errors"
+done
+
+out=$(wrk_run 64 "http://127.0.0.1:$PORT/healthz" bench/healthz.lua)
+hrps=$(grep -oP 'Requests/sec:\s*\K[0-9.]+' <<<"$out")
+printf '\n/healthz at 64 connections: %.0f requests/s (p50 %s ms, p99 %s ms)\n' "$hrps" "$(field P50 "$out")" "$(field P99 "$out")"
+peak=$(grep -oP 'VmHWM:\s*\K[0-9]+' "/proc/$SERVER/status")
+printf 'server peak RSS: %.1f MiB\n' "$(python3 -c "print($peak / 1024)")"
