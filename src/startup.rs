@@ -47,6 +47,7 @@ impl Application {
             limits: Limits::new(settings.rate_per_token, settings.rate_per_ip),
             events: Events::default(),
             writer: Writer::start(database.pool.clone()),
+            tokens: Default::default(),
         });
 
         let listener = TcpListener::bind(settings.listen)
@@ -107,6 +108,7 @@ impl Application {
         let listener = tokio::spawn(store::notify::listen(
             self.state.pool.clone(),
             self.state.events.clone(),
+            self.state.tokens.clone(),
         ));
         let served = self.server.await;
         housekeeping.abort();
@@ -142,6 +144,7 @@ async fn housekeeping(state: web::Data<AppState>) {
     loop {
         tick.tick().await;
         state.limits.forget_idle();
+        state.tokens.remove_expired(Utc::now());
         ops::metrics::handle().run_upkeep();
         let expired = store::tokens::delete_expired(&state.pool, Utc::now());
         if let Err(e) = store::within_deadline(expired).await {

@@ -12,6 +12,7 @@ use crate::events::Events;
 use crate::limits::Limits;
 use crate::visitor::client_ip::TrustedProxies;
 use crate::visitor::token::SigningKey;
+use crate::visitor::token_cache::TokenCache;
 
 pub struct AppState {
     /// The runtime the server was built on, which outlives the HTTP workers' runtimes: every
@@ -26,6 +27,7 @@ pub struct AppState {
     pub limits: Limits,
     pub events: Events,
     pub writer: Writer,
+    pub tokens: std::sync::Arc<TokenCache>,
 }
 
 impl AppState {

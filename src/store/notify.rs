@@ -6,10 +6,18 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
+use std::sync::Arc;
+
 use super::queue;
+use crate::domain::ChannelId;
 use crate::events::Events;
+use crate::visitor::token_cache::TokenCache;
 
 pub const CHANNEL: &str = "leave_message_stored";
+/// A visitor token (hex SHA-256) was replaced or deleted.
+pub const TOKEN_REVOKED: &str = "leavemsg_token_revoked";
+/// A web channel (its id) was disabled or changed.
+pub const CHANNEL_CHANGED: &str = "leavemsg_channel_changed";
 /// Pause before retrying when the database cannot be reached.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// At most this many missed messages are replayed after a reconnection.
@@ -17,9 +25,11 @@ const CATCH_UP_LIMIT: i64 = 1000;
 
 /// Runs until aborted: listens, fetches each announced message, publishes it. Survives
 /// database restarts; after a reconnection, messages stored meanwhile are replayed.
-pub async fn listen(pool: PgPool, events: Events) {
+pub async fn listen(pool: PgPool, events: Events, tokens: Arc<TokenCache>) {
     let mut last_id: Option<i64> = None;
     loop {
+        // Whatever was announced while not listening is unknown: forget every cached token.
+        tokens.clear();
         let mut listener = match connect(&pool).await {
             Ok(l) => l,
             Err(e) => {
@@ -34,14 +44,25 @@ pub async fn listen(pool: PgPool, events: Events) {
         loop {
             match listener.try_recv().await {
                 Ok(Some(first)) => {
-                    let mut ids: Vec<i64> = first.payload().parse().into_iter().collect();
-                    while let Some(next) = listener.next_buffered() {
-                        ids.extend(next.payload().parse::<i64>());
+                    let mut ids = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(notification) = next {
+                        match notification.channel() {
+                            CHANNEL => ids.extend(notification.payload().parse::<i64>()),
+                            TOKEN_REVOKED => revoke_token(&tokens, notification.payload()),
+                            CHANNEL_CHANGED => match ChannelId::parse(notification.payload()) {
+                                Ok(channel) => tokens.revoke_channel(channel),
+                                Err(_) => tokens.clear(),
+                            },
+                            _ => {}
+                        }
+                        next = listener.next_buffered();
                     }
                     publish(&pool, &events, &ids, &mut last_id).await;
                 }
                 Ok(None) => {
                     tracing::warn!("live stream: connection lost and re-established");
+                    tokens.clear();
                     if let Some(after) = last_id {
                         catch_up(&pool, &events, after, &mut last_id).await;
                     }
@@ -58,12 +79,35 @@ pub async fn listen(pool: PgPool, events: Events) {
 
 async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    listener
+        .listen_all([CHANNEL, TOKEN_REVOKED, CHANNEL_CHANGED])
+        .await?;
     Ok(listener)
+}
+
+fn revoke_token(tokens: &TokenCache, hex: &str) {
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+        Some(hash) => tokens.revoke(&hash),
+        None => tokens.clear(),
+    }
 }
 
 async fn publish(pool: &PgPool, events: &Events, ids: &[i64], last_id: &mut Option<i64>) {
     if ids.is_empty() {
+        return;
+    }
+    if events.clients() == 0 {
+        // Nobody is watching on this instance: no need to read the messages back.
+        if let Some(max) = ids.iter().max() {
+            *last_id = Some(last_id.map_or(*max, |l| l.max(*max)));
+        }
         return;
     }
     match super::within_deadline(queue::get_many(pool, ids)).await {

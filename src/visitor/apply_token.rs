@@ -132,6 +132,7 @@ async fn handle(
     let issued = state
         .signing_key
         .issue(channel.id, params.user_id, Utc::now(), state.token_ttl);
+    let user_name_for_cache = params.user_name.as_str().to_owned();
     let (claims, user_name, hash) = (issued.claims.clone(), params.user_name, issued.hash);
     let saved =
         state
@@ -145,6 +146,15 @@ async fn handle(
         return ApplyTokenReply::Unavailable;
     }
     tracing::info!(channel = %channel.id, "token issued");
+    state.tokens.insert(
+        issued.hash.0,
+        store::tokens::TokenHolder {
+            channel_id: channel.id,
+            user_name: user_name_for_cache,
+            origins: channel.origins.clone(),
+        },
+        issued.claims.expires_at,
+    );
 
     let secure = state.cookie_secure || channel.cross_site;
     let same_site = if channel.cross_site { "None" } else { "Lax" };

@@ -218,6 +218,10 @@ async fn current_holder(
     state: &AppState,
     token: &VerifiedToken,
 ) -> Result<TokenHolder, LeaveMessageReply> {
+    let now = Utc::now();
+    if let Some(holder) = state.tokens.get(&token.hash.0, now) {
+        return Ok(holder);
+    }
     let (claims, hash) = (token.claims.clone(), token.hash);
     let lookup = state
         .db(move |pool| async move {
@@ -225,7 +229,12 @@ async fn current_holder(
         })
         .await;
     match lookup {
-        Ok(Some(holder)) => Ok(holder),
+        Ok(Some(holder)) => {
+            state
+                .tokens
+                .insert(token.hash.0, holder.clone(), token.claims.expires_at);
+            Ok(holder)
+        }
         Ok(None) => Err(LeaveMessageReply::Unauthorized(
             "the ccmessaging-token was replaced or revoked, or its channel is disabled",
         )),

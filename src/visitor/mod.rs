@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod leave_message;
 mod request;
 pub mod token;
+pub mod token_cache;
 pub mod vendor_reply;
 
 use actix_web::web;

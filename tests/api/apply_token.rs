@@ -232,3 +232,45 @@ async fn non_json_and_oversized_bodies_are_refused() {
     assert_eq!(resp.status(), 413);
     assert_eq!(resp.json::<Value>().await.unwrap()["resultCode"], "3");
 }
+
+#[tokio::test]
+async fn a_used_token_that_is_replaced_stops_working_before_its_body_is_read() {
+    let a = spawn_app().await;
+    let b = spawn_app_on(a.database_url.clone(), |_| {}).await;
+    let channel = a.create_channel().await;
+    let old = a.token_for(&channel, "visitor").await;
+    // Used on A, so A knows it without asking the database.
+    let msg = json!({"phoneNo": "123456", "leaveMessage": "first"});
+    assert_eq!(reply(a.leave_message(&old, &msg).await).await.0, 200);
+    // Replaced through B; A hears of it from the database.
+    let _new = b.token_for(&channel, "visitor").await;
+    let oversized = "x".repeat(100_000);
+    let refused = wait_until(std::time::Duration::from_secs(30), || async {
+        let resp = a
+            .client
+            .post(a.facade("doLeaveMessage"))
+            .header("cookie", format!("ccmessaging-token={old}"))
+            .header("content-type", "application/json")
+            .body(oversized.clone())
+            .send()
+            .await
+            .unwrap();
+        resp.status() == 401
+    })
+    .await;
+    assert!(
+        refused,
+        "the replaced token was still accepted before the body was read"
+    );
+    // And the write itself never accepts it, whatever any instance remembers.
+    let (status, _) = reply(
+        a.leave_message(
+            &old,
+            &json!({"phoneNo": "123456", "leaveMessage": "second"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(a.message_count().await, 1);
+}
