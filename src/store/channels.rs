@@ -16,6 +16,31 @@ pub struct Channel {
     pub created_at: DateTime<Utc>,
 }
 
+/// A `web_channel` row as read.
+struct ChannelRow {
+    id: uuid::Uuid,
+    name: String,
+    origins: Vec<String>,
+    cross_site: bool,
+    prompt: Option<String>,
+    enabled: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<ChannelRow> for Channel {
+    fn from(r: ChannelRow) -> Self {
+        Channel {
+            id: ChannelId::from_uuid(r.id),
+            name: r.name,
+            origins: r.origins,
+            cross_site: r.cross_site,
+            prompt: r.prompt,
+            enabled: r.enabled,
+            created_at: r.created_at,
+        }
+    }
+}
+
 pub struct NewChannel<'a> {
     pub name: &'a str,
     pub origins: &'a [String],
@@ -39,43 +64,26 @@ pub async fn create(pool: &PgPool, new: &NewChannel<'_>) -> Result<ChannelId, sq
 }
 
 pub async fn find(pool: &PgPool, id: ChannelId) -> Result<Option<Channel>, sqlx::Error> {
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        ChannelRow,
         "SELECT id, name, origins, cross_site, prompt, enabled, created_at
          FROM web_channel WHERE id = $1",
         id.as_uuid()
     )
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| Channel {
-        id: ChannelId::from_uuid(r.id),
-        name: r.name,
-        origins: r.origins,
-        cross_site: r.cross_site,
-        prompt: r.prompt,
-        enabled: r.enabled,
-        created_at: r.created_at,
-    }))
+    Ok(row.map(Channel::from))
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<Channel>, sqlx::Error> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        ChannelRow,
         "SELECT id, name, origins, cross_site, prompt, enabled, created_at
          FROM web_channel ORDER BY created_at, id"
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Channel {
-            id: ChannelId::from_uuid(r.id),
-            name: r.name,
-            origins: r.origins,
-            cross_site: r.cross_site,
-            prompt: r.prompt,
-            enabled: r.enabled,
-            created_at: r.created_at,
-        })
-        .collect())
+    Ok(rows.into_iter().map(Channel::from).collect())
 }
 
 /// Disables a channel; its tokens stop working at once. Returns false if there is no such channel.

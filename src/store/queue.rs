@@ -52,9 +52,9 @@ impl Message {
     ];
 }
 
-/// `query_as!(Message, …)` with the Message columns between `$before` and `$after`.
+/// `query_as!(Message, …)` with the Message columns between `$before` and the rest.
 macro_rules! query_message {
-    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+    ($before:literal, $after:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             Message,
             $before
@@ -63,7 +63,26 @@ macro_rules! query_message {
                     message AS "leave_message!", host(client_ip) AS "client_ip!", user_agent,
                     received_at AS "received_at!", status AS "status!", assigned_to,
                     assigned_at, processed_at, outcome, note "#
-                + $after
+                + $after $(+ $more)*
+            $(, $arg)*
+        )
+    };
+}
+
+/// The messages matching a [`Filter`] bound as `$1`-`$6`, followed by `$tail`; the list and
+/// the export share it.
+macro_rules! query_filtered {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        query_message!(
+            "SELECT",
+            "FROM leave_message
+             WHERE ($1::text IS NULL OR status = $1)
+               AND ($2::uuid IS NULL OR channel_id = $2)
+               AND ($3::text IS NULL OR phone_digits = $3)
+               AND ($4::text IS NULL OR assigned_to = $4)
+               AND ($5::timestamptz IS NULL OR received_at >= $5)
+               AND ($6::timestamptz IS NULL OR received_at < $6) "
+                + $tail
             $(, $arg)*
         )
     };
@@ -96,16 +115,8 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Message>, sqlx::Error> {
     let mut tx = custom_plans(pool).await?;
-    let page = query_message!(
-        "SELECT",
-        "FROM leave_message
-         WHERE ($1::text IS NULL OR status = $1)
-           AND ($2::uuid IS NULL OR channel_id = $2)
-           AND ($3::text IS NULL OR phone_digits = $3)
-           AND ($4::text IS NULL OR assigned_to = $4)
-           AND ($5::timestamptz IS NULL OR received_at >= $5)
-           AND ($6::timestamptz IS NULL OR received_at < $6)
-           AND ($7::timestamptz IS NULL OR (received_at, id) > ($7, $8))
+    let page = query_filtered!(
+        "AND ($7::timestamptz IS NULL OR (received_at, id) > ($7, $8))
          ORDER BY received_at, id
          LIMIT $9",
         filter.status.map(|s| s.as_str()),
@@ -327,16 +338,8 @@ pub async fn export(
 ) -> Result<(), sqlx::Error> {
     use futures_util::TryStreamExt;
     let mut tx = custom_plans(pool).await?;
-    let mut rows = query_message!(
-        "SELECT",
-        "FROM leave_message
-         WHERE ($1::text IS NULL OR status = $1)
-           AND ($2::uuid IS NULL OR channel_id = $2)
-           AND ($3::text IS NULL OR phone_digits = $3)
-           AND ($4::text IS NULL OR assigned_to = $4)
-           AND ($5::timestamptz IS NULL OR received_at >= $5)
-           AND ($6::timestamptz IS NULL OR received_at < $6)
-         ORDER BY received_at, id",
+    let mut rows = query_filtered!(
+        "ORDER BY received_at, id",
         filter.status.map(|s| s.as_str()),
         filter.channel_id,
         filter.phone_digits.as_deref(),
