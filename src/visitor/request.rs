@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 
 use super::MAX_BODY_BYTES;
 use super::client_ip;
+use crate::domain::WebOrigin;
 use crate::state::AppState;
 use crate::store;
 
@@ -52,15 +53,21 @@ pub fn origin_allowed(req: &HttpRequest, origin: Option<&str>, allowed: &[String
     let Some(origin) = origin else {
         return true;
     };
-    let normalized = origin.trim_end_matches('/').to_ascii_lowercase();
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(&normalized)) {
+    if normalized_origin(origin).is_some_and(|o| allowed.contains(&o)) {
         return true;
     }
     let host = header_str(req, header::HOST.as_str()).unwrap_or_default();
-    let origin_host = normalized
+    let lowered = origin.trim_end_matches('/').to_ascii_lowercase();
+    let origin_host = lowered
         .strip_prefix("https://")
-        .or_else(|| normalized.strip_prefix("http://"));
+        .or_else(|| lowered.strip_prefix("http://"));
     !host.is_empty() && origin_host.is_some_and(|h| h.eq_ignore_ascii_case(host))
+}
+
+/// An `Origin` header in the form channels store their origins in (see [`WebOrigin`]);
+/// `None` for anything that is not a web origin, such as `null`.
+fn normalized_origin(origin: &str) -> Option<String> {
+    WebOrigin::parse(origin).ok().map(WebOrigin::into_string)
 }
 
 /// Adds the CORS headers that let a page on `origin` read the answer and send cookies.
@@ -78,7 +85,11 @@ pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     let Some(origin) = origin(&req) else {
         return HttpResponse::NoContent().finish();
     };
-    let normalized = origin.trim_end_matches('/').to_ascii_lowercase();
+    let Some(normalized) = normalized_origin(origin) else {
+        return HttpResponse::Forbidden()
+            .insert_header((header::VARY, "Origin"))
+            .finish();
+    };
     let registered =
         state
             .db(move |pool| async move {
