@@ -46,7 +46,6 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             limits: Limits::new(settings.rate_per_token, settings.rate_per_ip),
             events: Events::default(),
-            writer: Writer::start(database.pool.clone()),
             tokens: Default::default(),
         });
 
@@ -55,9 +54,12 @@ impl Application {
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
         let server = HttpServer::new(move || {
+            // Runs on each HTTP worker: its own group-commit writer, on its own thread.
+            let writer = web::Data::new(Writer::start(&app_state.pool));
             App::new()
                 .wrap(from_fn(telemetry::request_span))
                 .app_data(app_state.clone())
+                .app_data(writer)
                 .configure(visitor::routes)
                 .configure(agent::routes)
                 .configure(ops::routes)

@@ -5,7 +5,6 @@ use std::future::Future;
 use chrono::Duration;
 use sqlx::PgPool;
 
-use crate::store::writer::Writer;
 use crate::store::{DEADLINE, StoreError};
 
 use crate::events::Events;
@@ -26,7 +25,6 @@ pub struct AppState {
     pub trusted_proxies: TrustedProxies,
     pub limits: Limits,
     pub events: Events,
-    pub writer: Writer,
     pub tokens: std::sync::Arc<TokenCache>,
 }
 

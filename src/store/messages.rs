@@ -34,7 +34,7 @@ pub enum Stored {
 /// Returns one outcome per row, in order.
 #[tracing::instrument(skip_all, fields(rows = rows.len()))]
 pub async fn insert_batch(
-    pool: &PgPool,
+    connection: &mut sqlx::PgConnection,
     rows: &[(&NewMessage, [u8; 32])],
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut channel_ids = Vec::with_capacity(rows.len());
@@ -104,7 +104,7 @@ pub async fn insert_batch(
         &keys,
         &token_hashes,
     )
-    .fetch_all(pool)
+    .fetch_all(connection)
     .await?;
     // A key repeated within the batch is inserted once; its first row reports the new id.
     let mut reported = std::collections::HashSet::new();

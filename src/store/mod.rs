@@ -88,7 +88,16 @@ impl Database {
     pub async fn close(self) {
         self.pool.close().await;
         if let Some(cluster) = self.cluster {
-            let others = other_clients(&cluster).await.unwrap_or(0);
+            // The HTTP workers' writer connections close as the workers stop; their server
+            // processes may take a moment to go away.
+            let mut others = other_clients(&cluster).await.unwrap_or(0);
+            for _ in 0..20 {
+                if others == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                others = other_clients(&cluster).await.unwrap_or(0);
+            }
             if others > 0 {
                 tracing::info!(
                     others,

@@ -3,21 +3,30 @@
 //!
 //! Batches form by themselves: while one batch commits, new submissions queue; the next batch
 //! takes all of them (up to [`MAX_BATCH`]). A lone submission is written at once, so a quiet
-//! service pays no extra latency. Two writers overlap building a batch with committing one.
+//! service pays no extra latency.
+//!
+//! Each HTTP worker starts its own [`Writer`] (see `startup`), so a request is queued, written
+//! and answered on one thread, and an instance commits as many batches at once as it has
+//! workers (one writer per worker measured best: more make smaller batches that contend for
+//! the same index pages; `docs/performance.md`). Each writer keeps its own connection, opened with the pool's settings: no pool
+//! checkout and no check-in round trip per batch. A connection that fails is dropped and the
+//! next batch opens a new one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use sqlx::PgPool;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, PgPool};
+use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{NewMessage, Stored};
 
 /// Most rows one INSERT carries.
 pub const MAX_BATCH: usize = 512;
-/// Writers working at once, each with its own connection.
-const WRITERS: usize = 2;
 /// Submissions that may wait for a writer before callers are told the service is busy.
 const QUEUE: usize = 8192;
+/// How long opening a writer's connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What became of one submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,13 +58,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writers on the current runtime.
-    pub fn start(pool: PgPool) -> Writer {
+    /// Starts the writer on the current runtime; it connects with `pool`'s settings when the
+    /// first message arrives, and stops when every handle to it is dropped.
+    pub fn start(pool: &PgPool) -> Writer {
         let (queue, receiver) = mpsc::channel(QUEUE);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..WRITERS {
-            tokio::spawn(run(pool.clone(), receiver.clone()));
-        }
+        let connection = Connection {
+            options: pool.connect_options(),
+            open: None,
+        };
+        tokio::spawn(run(connection, receiver));
         Writer { queue }
     }
 
@@ -77,27 +88,47 @@ impl Writer {
     }
 }
 
-async fn run(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut receiver = receiver.lock().await;
-            match receiver.recv().await {
-                Some(first) => batch.push(first),
-                None => return,
-            }
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+/// A writer's own connection, opened on first use and again after a failure.
+struct Connection {
+    options: Arc<PgConnectOptions>,
+    open: Option<PgConnection>,
+}
+
+impl Connection {
+    async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if self.open.is_none() {
+            let connecting = self.options.connect();
+            let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??;
+            self.open = Some(connection);
         }
-        write_batch(&pool, batch).await;
+        Ok(self.open.as_mut().expect("opened above"))
+    }
+
+    /// Forgets the connection after an error that may have broken it (anything but a
+    /// refused row or a transient conflict, after which it is known to be usable).
+    fn after_error(&mut self, e: &sqlx::Error) {
+        if !is_data_error(e) && !is_transient(e) {
+            self.open = None;
+        }
     }
 }
 
-async fn write_batch(pool: &PgPool, mut batch: Vec<Job>) {
+async fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        write_batch(&mut connection, batch).await;
+    }
+}
+
+async fn write_batch(connection: &mut Connection, mut batch: Vec<Job>) {
     // Callers that gave up (their deadline passed while queued) were answered 503: not writing
     // their rows keeps "not acknowledged" as close to "not stored" as possible.
     batch.retain(|job| !job.reply.is_closed());
@@ -106,7 +137,7 @@ async fn write_batch(pool: &PgPool, mut batch: Vec<Job>) {
     }
     let rows: Vec<(&NewMessage, [u8; 32])> =
         batch.iter().map(|j| (&j.message, j.token_hash)).collect();
-    let results = match insert_with_retry(pool, &rows).await {
+    let results = match insert_with_retry(connection, &rows).await {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
         Err(e) if is_data_error(&e) && batch.len() > 1 => {
             // One bad row must not fail the others: write them one by one.
@@ -114,7 +145,7 @@ async fn write_batch(pool: &PgPool, mut batch: Vec<Job>) {
             let mut results = Vec::with_capacity(batch.len());
             for row in &rows {
                 results.push(
-                    super::messages::insert_batch(pool, std::slice::from_ref(row))
+                    insert_with_retry(connection, std::slice::from_ref(row))
                         .await
                         .map(|mut o| o.remove(0))
                         .map_err(|e| WriteError::Database(e.to_string())),
@@ -135,13 +166,20 @@ async fn write_batch(pool: &PgPool, mut batch: Vec<Job>) {
 
 /// Deadlocks and serialization failures are resolved by trying again.
 async fn insert_with_retry(
-    pool: &PgPool,
+    connection: &mut Connection,
     rows: &[(&NewMessage, [u8; 32])],
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match super::messages::insert_batch(pool, rows).await {
+        let written = match connection.get().await {
+            Ok(open) => super::messages::insert_batch(open, rows).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &written {
+            connection.after_error(e);
+        }
+        match written {
             Err(e) if attempt < 3 && is_transient(&e) => {
                 tracing::warn!(error = %e, attempt, "batch write failed transiently; retrying");
             }

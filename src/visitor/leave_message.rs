@@ -18,7 +18,7 @@ use super::vendor_reply::{LeaveMessageReply, LeaveMessageResponse};
 use crate::domain::{FieldError, MessageText, PhoneNo};
 use crate::ops::metrics;
 use crate::state::AppState;
-use crate::store::writer::Outcome;
+use crate::store::writer::{Outcome, Writer};
 use crate::store::{self, messages::NewMessage, messages::Stored, tokens::TokenHolder};
 
 /// The fields of the request; anything else in the object is ignored.
@@ -81,9 +81,10 @@ pub async fn leave_message(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    writer: web::Data<Writer>,
 ) -> HttpResponse {
     let mut builder = HttpResponse::Ok();
-    let reply = match handle(&req, payload, &state, &mut builder).await {
+    let reply = match handle(&req, payload, &state, &writer, &mut builder).await {
         Ok(()) => LeaveMessageReply::Saved,
         Err(reply) => reply,
     };
@@ -94,6 +95,7 @@ async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    writer: &Writer,
     builder: &mut actix_web::HttpResponseBuilder,
 ) -> Result<(), LeaveMessageReply> {
     let token = verified_token(req, state)?;
@@ -143,8 +145,7 @@ async fn handle(
         forwarded_for: request::joined_header(req.headers(), "x-forwarded-for"),
         user_agent: request::header_str(req, header::USER_AGENT.as_str()).map(str::to_owned),
     };
-    let written =
-        tokio::time::timeout(store::DEADLINE, state.writer.write(new, token.hash.0)).await;
+    let written = tokio::time::timeout(store::DEADLINE, writer.write(new, token.hash.0)).await;
     match written {
         Ok(Ok(Outcome::Stored(Stored::New(id)))) => {
             tracing::info!(message_id = id, channel = %holder.channel_id, "message stored");

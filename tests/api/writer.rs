@@ -34,7 +34,7 @@ async fn a_batch_answers_each_row_for_itself() {
     let good = app.token_for(&channel, "good").await;
     let replaced = app.token_for(&channel, "old").await;
     let _newer = app.token_for(&channel, "old").await;
-    let writer = Writer::start(app.pool.clone());
+    let writer = Writer::start(&app.pool);
 
     // Submitted together, so they share batches: new rows, a duplicate of one of them, a row
     // whose token was replaced meanwhile, and a row PostgreSQL refuses (NUL in a text column).
@@ -92,7 +92,7 @@ async fn a_database_failure_fails_every_request_of_the_batch() {
         .acquire_timeout(std::time::Duration::from_secs(2))
         .connect_lazy("postgres://nobody@127.0.0.1:1/none")
         .unwrap();
-    let writer = Writer::start(unreachable);
+    let writer = Writer::start(&unreachable);
     let calls: Vec<_> = (0..10)
         .map(|i| writer.write(message(&channel, "v", &format!("m{i}"), None), hash(&token)))
         .collect();
