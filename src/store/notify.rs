@@ -48,7 +48,7 @@ pub async fn listen(pool: PgPool, events: Events, tokens: Arc<TokenCache>) {
                     let mut next = Some(first);
                     while let Some(notification) = next {
                         match notification.channel() {
-                            CHANNEL => ids.extend(notification.payload().parse::<i64>()),
+                            CHANNEL => ids.extend(message_ids(notification.payload())),
                             TOKEN_REVOKED => revoke_token(&tokens, notification.payload()),
                             CHANNEL_CHANGED => match ChannelId::parse(notification.payload()) {
                                 Ok(channel) => tokens.revoke_channel(channel),
@@ -75,6 +75,12 @@ pub async fn listen(pool: PgPool, events: Events, tokens: Arc<TokenCache>) {
             }
         }
     }
+}
+
+/// The ids a `leave_message_stored` payload carries: comma-separated (one statement's
+/// messages); anything unreadable is skipped.
+fn message_ids(payload: &str) -> impl Iterator<Item = i64> + '_ {
+    payload.split(',').filter_map(|id| id.trim().parse().ok())
 }
 
 async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
@@ -130,5 +136,18 @@ async fn catch_up(pool: &PgPool, events: &Events, after: i64, last_id: &mut Opti
             }
         }
         Err(e) => tracing::warn!(error = ?e, "live stream: could not replay missed messages"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_carries_one_id_or_many() {
+        assert_eq!(message_ids("42").collect::<Vec<_>>(), [42]);
+        assert_eq!(message_ids("1,2,300").collect::<Vec<_>>(), [1, 2, 300]);
+        assert_eq!(message_ids("7,x,,8").collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(message_ids("").count(), 0);
     }
 }

@@ -77,3 +77,46 @@ async fn heartbeats_flow_and_clients_that_leave_are_let_go() {
         app.events.clients()
     );
 }
+
+#[tokio::test]
+async fn every_message_one_statement_stores_reaches_the_stream() {
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    let mut reader = EventReader::open(&app, &key).await;
+    assert!(reader.wait_for(": connected", ARRIVAL).await);
+    let channel = app.create_channel().await;
+
+    // One statement, as a DBA's bulk INSERT would be, with ids as long as they get: more than
+    // one notification's payload (under 8000 bytes) can carry.
+    sqlx::query("ALTER TABLE leave_message ALTER COLUMN id RESTART WITH 1000000000000000000")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO leave_message (channel_id, user_id, user_name, phone_no, phone_digits,
+                                    message, client_ip, submission_key)
+         SELECT $1::uuid, 'v', 'n', '123456', '123456', 'bulk ' || g, '192.0.2.1',
+                sha256(g::text::bytea)
+         FROM generate_series(1, 650) g
+         RETURNING id",
+    )
+    .bind(&channel)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let last = ids.iter().max().unwrap();
+    assert!(
+        reader.wait_for(&format!("id: {last}\n"), ARRIVAL).await,
+        "{} events so far",
+        reader.messages().len()
+    );
+    let mut seen: Vec<i64> = reader
+        .messages()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    let mut expected = ids.clone();
+    seen.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(seen, expected);
+}
