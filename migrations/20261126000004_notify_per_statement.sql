@@ -4,16 +4,12 @@
 CREATE OR REPLACE FUNCTION leave_message_notify_stored() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    ids text;
+    ids bigint[] := ARRAY(SELECT id FROM stored ORDER BY id);
 BEGIN
     -- A payload holds under 8000 bytes: 300 ids of up to 20 characters with their commas.
-    FOR ids IN
-        SELECT string_agg(id::text, ',' ORDER BY id)
-        FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) / 300 AS part FROM stored) s
-        GROUP BY part
-        ORDER BY part
-    LOOP
-        PERFORM pg_notify('leave_message_stored', ids);
+    FOR part IN 0 .. (cardinality(ids) + 299) / 300 - 1 LOOP
+        PERFORM pg_notify('leave_message_stored',
+                          array_to_string(ids[part * 300 + 1 : part * 300 + 300], ','));
     END LOOP;
     RETURN NULL;
 END;

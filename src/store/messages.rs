@@ -1,8 +1,9 @@
 //! The leave_message table.
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::writer::Outcome;
 use crate::domain::{ChannelId, MessageText, PhoneNo};
@@ -34,7 +35,7 @@ pub enum Stored {
 /// Returns one outcome per row, in order.
 #[tracing::instrument(skip_all, fields(rows = rows.len()))]
 pub async fn insert_batch(
-    connection: &mut sqlx::PgConnection,
+    connection: &mut PgConnection,
     rows: &[(&NewMessage, [u8; 32])],
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut channel_ids = Vec::with_capacity(rows.len());
@@ -58,40 +59,29 @@ pub async fn insert_batch(
         ips.push(m.client_ip);
         forwarded.push(m.forwarded_for.as_deref());
         agents.push(m.user_agent.as_deref());
-        keys.push(m.submission_key.to_vec());
-        token_hashes.push(token_hash.to_vec());
+        keys.push(&m.submission_key[..]);
+        token_hashes.push(&token_hash[..]);
     }
-    let results = sqlx::query!(
-        r#"WITH input AS (
-               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                    $6::text[], $7::inet[], $8::text[], $9::text[], $10::bytea[],
-                                    $11::bytea[])
-                   WITH ORDINALITY
-                   AS i(channel_id, user_id, user_name, phone_no, phone_digits, message,
-                        client_ip, forwarded_for, user_agent, submission_key, token_hash, n)
-           ), valid AS (
-               SELECT i.* FROM input i
-               JOIN visitor_token t
-                 ON t.channel_id = i.channel_id AND t.user_id = i.user_id
-                AND t.token_hash = i.token_hash AND t.expires_at > now()
-               JOIN web_channel c ON c.id = i.channel_id AND c.enabled
-           ), inserted AS (
-               INSERT INTO leave_message (channel_id, user_id, user_name, phone_no, phone_digits,
-                                          message, client_ip, forwarded_for, user_agent,
-                                          submission_key)
-               SELECT channel_id, user_id, user_name, phone_no, phone_digits, message, client_ip,
-                      forwarded_for, user_agent, submission_key
-               -- Key order: concurrent batches take unique-index locks in one order, so two
-               -- batches holding the same resubmission cannot deadlock.
-               FROM valid ORDER BY submission_key
-               ON CONFLICT (submission_key) DO NOTHING
-               RETURNING id, submission_key
-           )
-           SELECT i.n AS "n!", ins.id AS "id?", (v.n IS NOT NULL) AS "valid!"
-           FROM input i
-           LEFT JOIN valid v ON v.n = i.n
-           LEFT JOIN inserted ins ON ins.submission_key = i.submission_key
-           ORDER BY i.n"#,
+    let inserted: HashMap<Vec<u8>, i64> = sqlx::query!(
+        r#"INSERT INTO leave_message (channel_id, user_id, user_name, phone_no, phone_digits,
+                                      message, client_ip, forwarded_for, user_agent,
+                                      submission_key)
+           SELECT i.channel_id, i.user_id, i.user_name, i.phone_no, i.phone_digits, i.message,
+                  i.client_ip, i.forwarded_for, i.user_agent, i.submission_key
+           FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                       $6::text[], $7::inet[], $8::text[], $9::text[], $10::bytea[],
+                       $11::bytea[])
+                AS i(channel_id, user_id, user_name, phone_no, phone_digits, message,
+                     client_ip, forwarded_for, user_agent, submission_key, token_hash)
+           WHERE EXISTS (SELECT FROM visitor_token t
+                         JOIN web_channel c ON c.id = t.channel_id AND c.enabled
+                         WHERE t.channel_id = i.channel_id AND t.user_id = i.user_id
+                           AND t.token_hash = i.token_hash AND t.expires_at > now())
+           -- Key order: concurrent batches take unique-index locks in one order, so two
+           -- batches holding the same resubmission cannot deadlock.
+           ORDER BY i.submission_key
+           ON CONFLICT (submission_key) DO NOTHING
+           RETURNING id, submission_key"#,
         &channel_ids,
         &user_ids as &[&str],
         &user_names as &[&str],
@@ -101,19 +91,45 @@ pub async fn insert_batch(
         &ips as &[IpAddr],
         &forwarded as &[Option<&str>],
         &agents as &[Option<&str>],
-        &keys,
-        &token_hashes,
+        &keys as &[&[u8]],
+        &token_hashes as &[&[u8]],
     )
-    .fetch_all(connection)
-    .await?;
-    // A key repeated within the batch is inserted once; its first row reports the new id.
-    let mut reported = std::collections::HashSet::new();
-    Ok(results
+    .fetch_all(&mut *connection)
+    .await?
+    .into_iter()
+    .map(|r| (r.submission_key, r.id))
+    .collect();
+
+    // A row not written was either stored before (a resubmission, found by its key: ON
+    // CONFLICT waited for any writer of the same key to finish) or refused for its token.
+    // Tokens never become valid again, so asking afterwards cannot mistake one for the other.
+    let missing: Vec<&[u8]> = keys
+        .iter()
+        .copied()
+        .filter(|key| !inserted.contains_key(*key))
+        .collect();
+    let stored_before: HashSet<Vec<u8>> = if missing.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query_scalar!(
+            "SELECT submission_key FROM leave_message WHERE submission_key = ANY($1)",
+            &missing as &[&[u8]],
+        )
+        .fetch_all(&mut *connection)
+        .await?
         .into_iter()
-        .map(|r| match (r.valid, r.id) {
-            (false, _) => Outcome::TokenNoLongerValid,
-            (true, Some(id)) if reported.insert(id) => Outcome::Stored(Stored::New(id)),
-            (true, _) => Outcome::Stored(Stored::AlreadyStored),
+        .collect()
+    };
+
+    // A key repeated within the batch is inserted once; its first row reports the new id.
+    let mut reported = HashSet::new();
+    Ok(keys
+        .iter()
+        .map(|key| match inserted.get(*key) {
+            Some(id) if reported.insert(*id) => Outcome::Stored(Stored::New(*id)),
+            Some(_) => Outcome::Stored(Stored::AlreadyStored),
+            None if stored_before.contains(*key) => Outcome::Stored(Stored::AlreadyStored),
+            None => Outcome::TokenNoLongerValid,
         })
         .collect())
 }

@@ -74,6 +74,17 @@ async fn a_batch_answers_each_row_for_itself() {
         outcomes[22]
     );
 
+    // Sent again later, alone: already stored, whichever batch stored it.
+    let again = writer
+        .write(message(&channel, "good", "m0", None), hash(&good))
+        .await;
+    assert_eq!(again.unwrap(), Outcome::Stored(Stored::AlreadyStored));
+    // The same with a replaced token: refused, nothing written.
+    let again = writer
+        .write(message(&channel, "old", "stale", None), hash(&replaced))
+        .await;
+    assert_eq!(again.unwrap(), Outcome::TokenNoLongerValid);
+
     let texts: Vec<String> = sqlx::query_scalar("SELECT message FROM leave_message ORDER BY id")
         .fetch_all(&app.pool)
         .await
