@@ -62,8 +62,16 @@ impl Writer {
     /// first message arrives, and stops when every handle to it is dropped.
     pub fn start(pool: &PgPool) -> Writer {
         let (queue, receiver) = mpsc::channel(QUEUE);
+        // The writer runs the same two statements all the time: a generic plan, made once per
+        // connection, saves planning each batch again (measured: half the time of a one-row
+        // batch; the plan looks rows up by index whatever the batch size).
+        let options = pool
+            .connect_options()
+            .as_ref()
+            .clone()
+            .options([("plan_cache_mode", "force_generic_plan")]);
         let connection = Connection {
-            options: pool.connect_options(),
+            options: Arc::new(options),
             open: None,
         };
         tokio::spawn(run(connection, receiver));
