@@ -82,6 +82,17 @@ pub struct SettingsArgs {
     )]
     pub rate_per_ip: u32,
 
+    /// After the first message of a batch arrives, wait this many milliseconds for more before
+    /// writing (0: write at once; batches still form while the previous one commits).
+    #[arg(
+        long,
+        env = "LEAVEMSG_BATCH_WINDOW_MS",
+        default_value_t = 0,
+        global = true,
+        value_parser = clap::value_parser!(u32).range(0..=1000)
+    )]
+    pub batch_window_ms: u32,
+
     /// Log format.
     #[arg(
         long,

@@ -21,6 +21,8 @@ pub struct Settings {
     pub rate_per_ip: u32,
     pub log_format: LogFormat,
     pub max_db_connections: u32,
+    /// How long a writer gathers a batch after its first message (zero: not at all).
+    pub batch_window: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -36,6 +38,7 @@ impl std::fmt::Debug for Settings {
             .field("rate_per_token", &self.rate_per_token)
             .field("rate_per_ip", &self.rate_per_ip)
             .field("log_format", &self.log_format)
+            .field("batch_window", &self.batch_window)
             .finish()
     }
 }
@@ -55,6 +58,7 @@ impl From<SettingsArgs> for Settings {
             rate_per_ip: args.rate_per_ip,
             log_format: args.log_format,
             max_db_connections: 16,
+            batch_window: std::time::Duration::from_millis(u64::from(args.batch_window_ms)),
         }
     }
 }

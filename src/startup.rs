@@ -53,9 +53,10 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
+        let batch_window = settings.batch_window;
         let server = HttpServer::new(move || {
             // Runs on each HTTP worker: its own group-commit writer, on its own thread.
-            let writer = web::Data::new(Writer::start(&app_state.pool));
+            let writer = web::Data::new(Writer::start(&app_state.pool, batch_window));
             App::new()
                 .wrap(from_fn(telemetry::request_span))
                 .app_data(app_state.clone())

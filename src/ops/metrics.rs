@@ -5,6 +5,7 @@
 //! - `leavemsg_messages_stored_total`, `leavemsg_messages_deduplicated_total`;
 //! - `leavemsg_rate_limited_total{limit="token"|"ip"}`;
 //! - `leavemsg_database_failures_total{operation}` (answers of 503);
+//! - `leavemsg_write_batch_rows` (histogram): messages per group-commit batch;
 //! - `leavemsg_db_pool_connections{state="in_use"|"idle"}`, `leavemsg_stream_clients` (gauges,
 //!   read at scrape time).
 
@@ -20,6 +21,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Batch size buckets, in messages.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
 /// Installs the process-wide recorder once and returns its handle.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -29,6 +33,12 @@ pub fn handle() -> &'static PrometheusHandle {
                 Matcher::Suffix("duration_seconds".to_owned()),
                 LATENCY_BUCKETS,
             )
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full("leavemsg_write_batch_rows".to_owned()),
+                    BATCH_BUCKETS,
+                )
+            })
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
@@ -57,6 +67,10 @@ pub fn message_stored() {
 
 pub fn message_deduplicated() {
     metrics::counter!("leavemsg_messages_deduplicated_total").increment(1);
+}
+
+pub fn batch_written(rows: usize) {
+    metrics::histogram!("leavemsg_write_batch_rows").record(rows as f64);
 }
 
 pub fn rate_limited(limit: &'static str) {

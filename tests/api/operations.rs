@@ -36,6 +36,7 @@ async fn health_readiness_and_metrics_answer() {
         "leavemsg_db_pool_connections{state=\"in_use\"}",
         "leavemsg_db_pool_connections{state=\"idle\"}",
         "leavemsg_stream_clients",
+        "leavemsg_write_batch_rows_bucket{le=\"1\"}",
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
     }

@@ -1,6 +1,7 @@
 //! The group-commit writer: batching must not change what each caller is told.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use leavemsg::domain::{ChannelId, MessageText, PhoneNo};
 use leavemsg::store::messages::{NewMessage, Stored};
@@ -29,12 +30,21 @@ fn hash(token: &str) -> [u8; 32] {
 
 #[tokio::test]
 async fn a_batch_answers_each_row_for_itself() {
+    each_row_is_answered_for_itself(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn with_a_gathering_window_each_row_is_still_answered_for_itself() {
+    each_row_is_answered_for_itself(Duration::from_millis(50)).await;
+}
+
+async fn each_row_is_answered_for_itself(window: Duration) {
     let app = spawn_app().await;
     let channel = app.create_channel().await;
     let good = app.token_for(&channel, "good").await;
     let replaced = app.token_for(&channel, "old").await;
     let _newer = app.token_for(&channel, "old").await;
-    let writer = Writer::start(&app.pool);
+    let writer = Writer::start(&app.pool, window);
 
     // Submitted together, so they share batches: new rows, a duplicate of one of them, a row
     // whose token was replaced meanwhile, and a row PostgreSQL refuses (NUL in a text column).
@@ -100,10 +110,10 @@ async fn a_database_failure_fails_every_request_of_the_batch() {
     let token = app.token_for(&channel, "v").await;
     // A pool whose every connection attempt is refused.
     let unreachable = sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(std::time::Duration::from_secs(2))
+        .acquire_timeout(Duration::from_secs(2))
         .connect_lazy("postgres://nobody@127.0.0.1:1/none")
         .unwrap();
-    let writer = Writer::start(&unreachable);
+    let writer = Writer::start(&unreachable, Duration::ZERO);
     let calls: Vec<_> = (0..10)
         .map(|i| writer.write(message(&channel, "v", &format!("m{i}"), None), hash(&token)))
         .collect();
