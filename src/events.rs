@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::store::queue::Message;
 
@@ -14,6 +14,10 @@ const BACKLOG: usize = 1024;
 pub struct Events {
     sender: broadcast::Sender<Arc<Message>>,
     clients: Arc<AtomicUsize>,
+    /// Told when a client arrives, so the listener can start listening.
+    arrived: Arc<Notify>,
+    /// Whether the listener is hearing about new messages now.
+    listening: Arc<watch::Sender<bool>>,
     closing: Arc<watch::Sender<bool>>,
 }
 
@@ -22,6 +26,8 @@ impl Default for Events {
         Events {
             sender: broadcast::channel(BACKLOG).0,
             clients: Arc::default(),
+            arrived: Arc::default(),
+            listening: Arc::new(watch::channel(false).0),
             closing: Arc::new(watch::channel(false).0),
         }
     }
@@ -35,6 +41,7 @@ impl Events {
 
     pub fn subscribe(&self) -> Subscription {
         self.clients.fetch_add(1, Ordering::Relaxed);
+        self.arrived.notify_one();
         Subscription {
             receiver: self.sender.subscribe(),
             closing: self.closing.subscribe(),
@@ -50,6 +57,33 @@ impl Events {
     /// Stream clients connected to this instance now.
     pub fn clients(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Returns once at least one stream client is connected.
+    pub async fn wait_for_clients(&self) {
+        while self.clients() == 0 {
+            self.arrived.notified().await;
+        }
+    }
+
+    /// Whether newly stored messages reach this instance now (only while it has clients).
+    pub fn is_listening(&self) -> bool {
+        *self.listening.borrow()
+    }
+
+    /// Set by the listener: whether newly stored messages reach this instance now.
+    pub fn set_listening(&self, listening: bool) {
+        self.listening.send_replace(listening);
+    }
+
+    /// Waits up to `patience` until newly stored messages reach this instance; false if they
+    /// do not yet (the database is unreachable: messages stored meanwhile are replayed once
+    /// it answers again).
+    pub async fn wait_until_listening(&self, patience: std::time::Duration) -> bool {
+        let mut listening = self.listening.subscribe();
+        tokio::time::timeout(patience, listening.wait_for(|on| *on))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
     }
 }
 

@@ -111,7 +111,6 @@ impl Application {
         let listener = tokio::spawn(store::notify::listen(
             self.state.pool.clone(),
             self.state.events.clone(),
-            self.state.tokens.clone(),
         ));
         let served = self.server.await;
         housekeeping.abort();

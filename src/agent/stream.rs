@@ -17,6 +17,8 @@ use crate::state::AppState;
 /// A comment line this often keeps idle connections open through proxies, and lets the
 /// server notice clients that left.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How long a new stream waits for the instance to start listening before it opens anyway.
+const LISTEN_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Server-Sent Events: `event: message` with the Message JSON for each newly stored message.
 #[utoipa::path(get, path = "/api/v1/messages/stream", tag = "agent",
@@ -26,6 +28,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
         (status = 401, body = ApiErrorBody)))]
 pub async fn stream(_agent: Agent, state: web::Data<AppState>) -> HttpResponse {
     let subscription = state.events.subscribe();
+    // The instance listens for new messages only while someone watches: "connected" is said
+    // once messages stored from now on are sure to arrive.
+    state.events.wait_until_listening(LISTEN_PATIENCE).await;
     let heartbeat = tokio::time::interval(HEARTBEAT);
     // First chunk: how long browsers wait before reconnecting, and a hello comment.
     let opening = Bytes::from_static(b"retry: 3000\n: connected\n\n");

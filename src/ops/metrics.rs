@@ -6,8 +6,9 @@
 //! - `leavemsg_rate_limited_total{limit="token"|"ip"}`;
 //! - `leavemsg_database_failures_total{operation}` (answers of 503);
 //! - `leavemsg_write_batch_rows` (histogram): messages per group-commit batch;
-//! - `leavemsg_db_pool_connections{state="in_use"|"idle"}`, `leavemsg_stream_clients` (gauges,
-//!   read at scrape time).
+//! - `leavemsg_db_pool_connections{state="in_use"|"idle"}`, `leavemsg_stream_clients`,
+//!   `leavemsg_stream_listening` (1 while the instance LISTENs for new messages, which it does
+//!   only while it has stream clients) (gauges, read at scrape time).
 
 use std::sync::OnceLock;
 
@@ -56,6 +57,8 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
         .set(f64::from(size.saturating_sub(idle)));
     metrics::gauge!("leavemsg_db_pool_connections", "state" => "idle").set(f64::from(idle));
     metrics::gauge!("leavemsg_stream_clients").set(state.events.clients() as f64);
+    metrics::gauge!("leavemsg_stream_listening")
+        .set(f64::from(u8::from(state.events.is_listening())));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(handle().render())

@@ -169,9 +169,19 @@ async fn other_clients(cluster: &Cluster) -> anyhow::Result<i64> {
     Ok(count)
 }
 
-/// Succeeds when the database answers a trivial query.
+/// Succeeds when the database answers a trivial query. Pooled connections that died with a
+/// database restart fail once each (an I/O error) and are dropped, so each of them may be
+/// tried: readiness reflects the database, not the pool's leftovers.
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match sqlx::query("SELECT 1").execute(pool).await {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::Io(_)) if attempts <= pool.size() => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Applies pending migrations.

@@ -313,6 +313,13 @@ pub async fn process(
     .await
 }
 
+/// The highest message id stored so far, if any.
+pub async fn newest_id(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT max(id) FROM leave_message")
+        .fetch_one(pool)
+        .await
+}
+
 /// Messages with an id above `after`, in id order (replayed to streams after a reconnection).
 pub async fn stored_after(
     pool: &PgPool,

@@ -3,6 +3,12 @@
 //! Order of checks: token (signature and expiry, no database) → per-IP limit → token still
 //! current and channel enabled → per-token limit → origin → content type → size → fields →
 //! store. Nothing about the body is read until the token has been accepted.
+//!
+//! "Still current" is first answered from this instance's memory of tokens it has seen valid
+//! (no database round trip). The store re-checks the token in the same statement that writes
+//! the message; and before any other refusal (429, 403, 408, 413, 415, bad parameters) is sent
+//! for a token known only from memory, the database is asked, so a replaced or revoked token
+//! always gets its 401 first, as the contract requires.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -84,12 +90,57 @@ pub async fn leave_message(
     writer: web::Data<Writer>,
 ) -> HttpResponse {
     let mut builder = HttpResponse::Ok();
-    let reply = match handle(&req, payload, &state, &writer, &mut builder).await {
+    let mut from_memory = None;
+    let reply = match handle(
+        &req,
+        payload,
+        &state,
+        &writer,
+        &mut builder,
+        &mut from_memory,
+    )
+    .await
+    {
         Ok(()) => LeaveMessageReply::Saved,
-        Err(reply) => reply,
+        Err(reply) => match from_memory {
+            Some(token) if reply.is_refusal_of_the_request() => {
+                confirm_token_before_refusal(&state, &token, reply).await
+            }
+            _ => reply,
+        },
     };
     reply.into_response(builder)
 }
+
+/// A refusal about the request rather than the token is only sent once the database confirms
+/// that the token (known valid from memory) is still current; otherwise the answer is 401.
+async fn confirm_token_before_refusal(
+    state: &AppState,
+    token: &VerifiedToken,
+    refusal: LeaveMessageReply,
+) -> LeaveMessageReply {
+    let (claims, hash) = (token.claims.clone(), token.hash);
+    let lookup = state
+        .db(move |pool| async move {
+            store::tokens::current_holder(&pool, &claims, &hash, Utc::now()).await
+        })
+        .await;
+    match lookup {
+        Ok(Some(_)) => refusal,
+        Ok(None) => {
+            state.tokens.revoke(&token.hash.0);
+            LeaveMessageReply::Unauthorized(NO_LONGER_VALID)
+        }
+        // Unknown: the database is unreachable; the token was valid when last seen.
+        Err(e) => {
+            tracing::warn!(error = ?e, "could not confirm a remembered token");
+            refusal
+        }
+    }
+}
+
+const NO_LONGER_VALID: &str =
+    "the ccmessaging-token was replaced or revoked, or its channel is disabled";
 
 async fn handle(
     req: &HttpRequest,
@@ -97,6 +148,7 @@ async fn handle(
     state: &AppState,
     writer: &Writer,
     builder: &mut actix_web::HttpResponseBuilder,
+    from_memory: &mut Option<VerifiedToken>,
 ) -> Result<(), LeaveMessageReply> {
     let token = verified_token(req, state)?;
     let client_ip = request::client_ip(req, state);
@@ -107,7 +159,10 @@ async fn handle(
         }
     })?;
 
-    let holder = current_holder(state, &token).await?;
+    let (holder, remembered) = current_holder(state, &token).await?;
+    if remembered {
+        *from_memory = Some(token.clone());
+    }
     state.limits.check_token(&token.hash).map_err(|r| {
         metrics::rate_limited("token");
         LeaveMessageReply::RateLimited {
@@ -157,9 +212,10 @@ async fn handle(
             metrics::message_deduplicated();
             Ok(())
         }
-        Ok(Ok(Outcome::TokenNoLongerValid)) => Err(LeaveMessageReply::Unauthorized(
-            "the ccmessaging-token was replaced or revoked, or its channel is disabled",
-        )),
+        Ok(Ok(Outcome::TokenNoLongerValid)) => {
+            state.tokens.revoke(&token.hash.0);
+            Err(LeaveMessageReply::Unauthorized(NO_LONGER_VALID))
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "storing a message failed");
             metrics::database_failure("store_message");
@@ -215,13 +271,14 @@ fn token_candidates(req: &HttpRequest) -> impl Iterator<Item = &str> {
     from_cookies.chain(from_header).filter(|t| !t.is_empty())
 }
 
+/// The token's holder, and whether it came from memory (true) rather than the database.
 async fn current_holder(
     state: &AppState,
     token: &VerifiedToken,
-) -> Result<TokenHolder, LeaveMessageReply> {
+) -> Result<(TokenHolder, bool), LeaveMessageReply> {
     let now = Utc::now();
     if let Some(holder) = state.tokens.get(&token.hash.0, now) {
-        return Ok(holder);
+        return Ok((holder, true));
     }
     let (claims, hash) = (token.claims.clone(), token.hash);
     let lookup = state
@@ -234,11 +291,9 @@ async fn current_holder(
             state
                 .tokens
                 .insert(token.hash.0, holder.clone(), token.claims.expires_at);
-            Ok(holder)
+            Ok((holder, false))
         }
-        Ok(None) => Err(LeaveMessageReply::Unauthorized(
-            "the ccmessaging-token was replaced or revoked, or its channel is disabled",
-        )),
+        Ok(None) => Err(LeaveMessageReply::Unauthorized(NO_LONGER_VALID)),
         Err(e) => {
             tracing::error!(error = ?e, "token lookup failed");
             metrics::database_failure("token_lookup");

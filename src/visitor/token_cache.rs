@@ -1,15 +1,16 @@
 //! Tokens this instance has recently seen valid, so doLeaveMessage can accept them without a
-//! database round trip. Entries go when the token expires, and at once when the database
-//! announces that the token was replaced or its channel changed (see store::notify). The write
-//! re-checks the token in its own statement, so a stale entry can delay a 401 until after the
-//! body is read, but never lets a message be stored.
+//! database round trip. Entries go when the token expires, or when the database says the token
+//! is no longer current. An entry may outlive the token's validity (it was replaced or revoked
+//! through another instance, or its channel disabled): the write re-checks the token in its own
+//! statement, and any other refusal is only sent after asking the database (see
+//! visitor::leave_message), so a stale entry never lets a message be stored nor changes an
+//! answer.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ChannelId;
 use crate::store::tokens::TokenHolder;
 
 /// Beyond this many entries the cache starts afresh (a flood of distinct tokens must not grow
@@ -48,22 +49,6 @@ impl TokenCache {
             .remove(hash);
     }
 
-    pub fn revoke_channel(&self, channel: ChannelId) {
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, (holder, _)| holder.channel_id != channel);
-    }
-
-    /// Forgets everything (after the notification stream was interrupted, or on housekeeping of
-    /// expired entries).
-    pub fn clear(&self) {
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
     pub fn remove_expired(&self, now: DateTime<Utc>) {
         self.entries
             .write()
@@ -75,6 +60,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ChannelId;
 
     fn holder(channel: ChannelId) -> TokenHolder {
         TokenHolder {
@@ -100,10 +86,9 @@ mod tests {
         );
         cache.revoke(&[1; 32]);
         assert!(cache.get(&[1; 32], now).is_none());
-        cache.revoke_channel(a);
+        assert!(cache.get(&[2; 32], now).is_some());
+        cache.remove_expired(now + chrono::Duration::seconds(60));
         assert!(cache.get(&[2; 32], now).is_none());
-        assert!(cache.get(&[3; 32], now).is_some());
-        cache.clear();
         assert!(cache.get(&[3; 32], now).is_none());
     }
 }

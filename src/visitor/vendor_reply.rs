@@ -41,6 +41,20 @@ pub enum LeaveMessageReply {
 }
 
 impl LeaveMessageReply {
+    /// A refusal because of the request itself (its rate, origin, body), not its token or the
+    /// database.
+    pub fn is_refusal_of_the_request(&self) -> bool {
+        matches!(
+            self,
+            Self::BadParams(_)
+                | Self::TooLarge
+                | Self::TooSlow
+                | Self::UnsupportedMediaType
+                | Self::ForbiddenOrigin
+                | Self::RateLimited { .. }
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Saved | Self::BadParams(_) => StatusCode::OK,

@@ -449,6 +449,60 @@ async fn no_valid_token_means_401_whatever_the_body() {
     assert_eq!(app.message_count().await, 0);
 }
 
+/// An instance remembers tokens it has seen valid; a token replaced through another instance,
+/// or whose channel was disabled behind its back, must still get 401 first, whatever the body.
+#[tokio::test]
+async fn a_token_revoked_elsewhere_gets_401_whatever_the_body() {
+    let a = spawn_app_on(spawn_app().await.database_url.clone(), |s| {
+        s.rate_per_token = 1
+    })
+    .await;
+    let b = spawn_app_on(a.database_url.clone(), |_| {}).await;
+    let channel = a.create_channel().await;
+    let first = a.token_for(&channel, "visitor-1").await;
+    let other = a.token_for(&channel, "visitor-2").await;
+    let msg = json!({"phoneNo": "123456", "leaveMessage": "hi"});
+    // Both now remembered by A as valid; the first has used up its one call a minute.
+    assert_eq!(reply(a.leave_message(&first, &msg).await).await.0, 200);
+
+    // Replaced through B: A hears nothing of it.
+    let _newer = b.token_for(&channel, "visitor-1").await;
+    let send = |token: &str, content_type: &str, body: String| {
+        a.client
+            .post(a.facade("doLeaveMessage"))
+            .header("cookie", format!("ccmessaging-token={token}"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let cases = [
+        ("application/json", "{".to_owned()),
+        ("text/plain", "hi".to_owned()),
+        ("application/json", "a".repeat(100_000)),
+        // Over the token's rate limit as well as replaced.
+        ("application/json", msg.to_string()),
+    ];
+    for (content_type, body) in cases {
+        let (status, got) = reply(send(&first, content_type, body).await.unwrap()).await;
+        assert_eq!(
+            (status, got["resultCode"].as_str()),
+            (401, Some("401")),
+            "{content_type}: {got}"
+        );
+    }
+
+    // The channel disabled in the database directly: A again hears nothing.
+    let id = leavemsg::domain::ChannelId::parse(&channel).unwrap();
+    leavemsg::store::channels::disable(&a.pool, id)
+        .await
+        .unwrap();
+    for body in ["{".to_owned(), msg.to_string()] {
+        let (status, _) = reply(send(&other, "application/json", body).await.unwrap()).await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(a.message_count().await, 1);
+}
+
 #[tokio::test]
 async fn disabling_the_channel_revokes_its_tokens_at_once() {
     let app = spawn_app().await;
