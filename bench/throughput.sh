@@ -10,6 +10,7 @@
 #   bash bench/throughput.sh                  # throwaway PostgreSQL (needs initdb/pg_ctl)
 #   DATABASE_URL=postgres://u@host/db bash bench/throughput.sh   # uses leavemsg_bench there
 #   DURATION=20 CONNECTIONS="1 64" bash bench/throughput.sh
+#   WATCHING=1 bash bench/throughput.sh       # with an agent's live stream open throughout
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -43,11 +44,24 @@ BASE="http://127.0.0.1:$PORT/service-cloud/rest/webadapter/v1/webadapterfacade"
 export LEAVEMSG_TOKEN=$(curl -sf "$BASE/applyToken" -H 'Content-Type: application/json' \
     -d "{\"userId\":\"bench\",\"userName\":\"bench\",\"channelId\":\"$CHANNEL\"}" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+if [ -n "${WATCHING:-}" ]; then
+    # An agent's console open throughout: the instance listens and streams every message.
+    AGENT_KEY=$(DATABASE_URL="$DB_URL" ./target/release/leavemsg agent create --name bench | tail -n 1)
+    curl -sN -H "Authorization: Bearer $AGENT_KEY" "http://127.0.0.1:$PORT/api/v1/messages/stream" \
+        >/dev/null 2>&1 &
+    WATCHER=$!
+    trap 'kill $WATCHER $SERVER 2>/dev/null || true; bench_pg_stop' EXIT
+    for _ in $(seq 50); do
+        curl -sf "http://127.0.0.1:$PORT/metrics" | grep -q '^leavemsg_stream_listening 1' && break
+        sleep 0.2
+    done
+    echo "an agent's live stream is open"
+fi
 
-wrk_run() { # connections url script
+wrk_run() { # connections url script [seconds]
     local c=$1 threads=2
     [ "$c" -lt 2 ] && threads=1
-    wrk -t"$threads" -c"$c" -d"${DURATION}s" --timeout 10s -s "$3" "$2"
+    wrk -t"$threads" -c"$c" -d"${4:-$DURATION}s" --timeout 10s -s "$3" "$2"
 }
 field() { grep -oP "^$1 \K[0-9.]+" <<<"$2" || echo 0; }
 
@@ -55,27 +69,40 @@ field() { grep -oP "^$1 \K[0-9.]+" <<<"$2" || echo 0; }
 wrk_run 8 "$BASE/doLeaveMessage" bench/leave-message.lua >/dev/null
 "$PGBENCH" -n -c 8 -j 2 -T 2 -f bench/pgbench-insert.sql "$DB_URL" >/dev/null 2>&1
 
+# Each level runs in two halves, alternating leavemsg and pgbench (wrk, pgbench, wrk, pgbench),
+# so a drift in the disk's fsync latency during the run weighs on both sides alike.
+HALF=$(( (DURATION + 1) / 2 ))
 printf '\n%-5s %12s %9s %9s %8s %12s %8s\n' conns "messages/s" "p50 ms" "p99 ms" non2xx "pgbench tps" ratio
 for c in $CONNECTIONS; do
     before=$(bench_psql "$DB_URL" -At -c 'SELECT count(*) FROM leave_message')
-    out=$(wrk_run "$c" "$BASE/doLeaveMessage" bench/leave-message.lua)
+    requests=0 acked=0 non2xx=0 p50s=() p99s=() tpss=() errors=""
+    for _half in 1 2; do
+        out=$(wrk_run "$c" "$BASE/doLeaveMessage" bench/leave-message.lua "$HALF")
+        requests=$((requests + $(grep -oP '\K[0-9]+(?= requests in)' <<<"$out")))
+        acked=$((acked + $(field ACK "$out")))
+        non2xx=$((non2xx + $(grep -oP 'Non-2xx or 3xx responses: \K[0-9]+' <<<"$out" || echo 0)))
+        p50s+=("$(field P50 "$out")")
+        p99s+=("$(field P99 "$out")")
+        errors+=$(grep -oP 'Socket errors:.*' <<<"$out" || true)
+        tpss+=("$("$PGBENCH" -n -c "$c" -j "$([ "$c" -lt 2 ] && echo 1 || echo 2)" -T "$HALF" \
+                 -f bench/pgbench-insert.sql "$DB_URL" 2>/dev/null | grep -oP 'tps = \K[0-9.]+' | head -n 1)")
+    done
     after=$(bench_psql "$DB_URL" -At -c 'SELECT count(*) FROM leave_message')
-    rps=$(grep -oP 'Requests/sec:\s*\K[0-9.]+' <<<"$out")
-    non2xx=$(grep -oP 'Non-2xx or 3xx responses: \K[0-9]+' <<<"$out" || echo 0)
-    errors=$(grep -oP 'Socket errors:.*' <<<"$out" || true)
-    acked=$(field ACK "$out")
     stored=$((after - before))
-    tps=$("$PGBENCH" -n -c "$c" -j "$([ "$c" -lt 2 ] && echo 1 || echo 2)" -T "$DURATION" \
-          -f bench/pgbench-insert.sql "$DB_URL" 2>/dev/null | grep -oP 'tps = \K[0-9.]+' | head -n 1)
-    ratio=$(python3 -c "print(f'{$rps / $tps:.2f}x')")
-    printf '%-5s %12.0f %9s %9s %8s %12.0f %8s\n' "$c" "$rps" "$(field P50 "$out")" "$(field P99 "$out")" \
-        "$non2xx" "$tps" "$ratio"
+    # Messages/s over both halves; p50 the mean of the halves' p50, p99 the worse half's.
+    read -r rps p50 p99 tps ratio < <(python3 -c "
+acked, secs = $acked, 2 * $HALF
+p50s, p99s, tpss = [${p50s[*]/%/,}], [${p99s[*]/%/,}], [${tpss[*]/%/,}]
+rps, tps = acked / secs, sum(tpss) / len(tpss)
+print(f'{rps:.0f} {sum(p50s) / 2:.3f} {max(p99s):.3f} {tps:.0f} {rps / tps:.2f}x')")
+    printf '%-5s %12s %9s %9s %8s %12s %8s\n' "$c" "$rps" "$p50" "$p99" "$non2xx" "$tps" "$ratio"
     # Requests cut off by wrk's end may be stored without being counted as acknowledged.
-    if [ "$stored" -lt "$acked" ] || [ "$stored" -gt $((acked + c)) ]; then
+    if [ "$stored" -lt "$acked" ] || [ "$stored" -gt $((acked + 2 * c)) ]; then
         echo "      ROW COUNT MISMATCH: $acked acknowledged, $stored stored"
     else
-        echo "      rows: $acked acknowledged, $stored stored (at most $c answers cut off by the end of the run)"
+        echo "      rows: $acked acknowledged, $stored stored (at most $((2 * c)) answers cut off by the ends of the halves)"
     fi
+    [ "$requests" -ne "$acked" ] && echo "      $((requests - acked)) answers were not an acknowledgement"
     [ -n "$errors" ] && echo "      $errors"
 done
 
