@@ -119,13 +119,7 @@ async fn confirm_token_before_refusal(
     token: &VerifiedToken,
     refusal: LeaveMessageReply,
 ) -> LeaveMessageReply {
-    let (claims, hash) = (token.claims.clone(), token.hash);
-    let lookup = state
-        .db(move |pool| async move {
-            store::tokens::current_holder(&pool, &claims, &hash, Utc::now()).await
-        })
-        .await;
-    match lookup {
+    match holder_in_database(state, token).await {
         Ok(Some(_)) => refusal,
         Ok(None) => {
             state.tokens.revoke(&token.hash.0);
@@ -271,6 +265,20 @@ fn token_candidates(req: &HttpRequest) -> impl Iterator<Item = &str> {
     from_cookies.chain(from_header).filter(|t| !t.is_empty())
 }
 
+/// The token's holder if it is its visitor's current token on an enabled channel, asking the
+/// database (not this instance's memory).
+async fn holder_in_database(
+    state: &AppState,
+    token: &VerifiedToken,
+) -> Result<Option<TokenHolder>, store::StoreError> {
+    let (claims, hash) = (token.claims.clone(), token.hash);
+    state
+        .db(move |pool| async move {
+            store::tokens::current_holder(&pool, &claims, &hash, Utc::now()).await
+        })
+        .await
+}
+
 /// The token's holder, and whether it came from memory (true) rather than the database.
 async fn current_holder(
     state: &AppState,
@@ -280,13 +288,7 @@ async fn current_holder(
     if let Some(holder) = state.tokens.get(&token.hash.0, now) {
         return Ok((holder, true));
     }
-    let (claims, hash) = (token.claims.clone(), token.hash);
-    let lookup = state
-        .db(move |pool| async move {
-            store::tokens::current_holder(&pool, &claims, &hash, Utc::now()).await
-        })
-        .await;
-    match lookup {
+    match holder_in_database(state, token).await {
         Ok(Some(holder)) => {
             state
                 .tokens
