@@ -66,7 +66,6 @@ pub async fn listen(pool: PgPool, events: Events) {
                 }
                 Ok(None) => {
                     tracing::warn!("live stream: connection lost and re-established");
-                    events.set_listening(true);
                     if let Some(after) = last_id {
                         catch_up(&pool, &events, after, &mut last_id).await;
                     }
