@@ -18,7 +18,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let database = Database::open(&settings).await?;
     let result = run_on(&database, cli.command).await;
-    database.close().await;
+    database.close(std::time::Duration::ZERO).await;
     result
 }
 

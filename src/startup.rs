@@ -116,7 +116,9 @@ impl Application {
         housekeeping.abort();
         listener.abort();
         signals.abort();
-        self.database.close().await;
+        // The HTTP workers' writer connections closed as the workers stopped; their server
+        // processes may take a moment to go away.
+        self.database.close(Duration::from_secs(2)).await;
         served
     }
 }

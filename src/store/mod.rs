@@ -85,16 +85,14 @@ impl Database {
     }
 
     /// Closes the pool and stops the embedded cluster unless another process still uses it.
-    pub async fn close(self) {
+    /// `settle`: how long connections this process closed outside the pool (the writers') may
+    /// take to go away before the ones left count as another process's.
+    pub async fn close(self, settle: Duration) {
         self.pool.close().await;
         if let Some(cluster) = self.cluster {
-            // The HTTP workers' writer connections close as the workers stop; their server
-            // processes may take a moment to go away.
+            let settled = tokio::time::Instant::now() + settle;
             let mut others = other_clients(&cluster).await.unwrap_or(0);
-            for _ in 0..20 {
-                if others == 0 {
-                    break;
-                }
+            while others > 0 && tokio::time::Instant::now() < settled {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 others = other_clients(&cluster).await.unwrap_or(0);
             }
