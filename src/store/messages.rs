@@ -102,7 +102,7 @@ pub async fn insert_batch(
 
     // A row not written was either stored before (a resubmission, found by its key: ON
     // CONFLICT waited for any writer of the same key to finish) or refused for its token.
-    // Tokens never become valid again, so asking afterwards cannot mistake one for the other.
+    // Asking for the key afterwards says which, whatever the token's state is by then.
     let missing: Vec<&[u8]> = keys
         .iter()
         .copied()
