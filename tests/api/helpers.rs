@@ -241,6 +241,17 @@ impl TestApp {
             .expect("doLeaveMessage request")
     }
 
+    /// Another session holding `leave_message` exclusively: every write waits until the
+    /// transaction ends (or the statement timeout). Roll it back to release the table.
+    pub async fn lock_message_table(&self) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let mut blocker = self.pool.begin().await.unwrap();
+        sqlx::query("LOCK TABLE leave_message IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *blocker)
+            .await
+            .unwrap();
+        blocker
+    }
+
     pub async fn message_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM leave_message")
             .fetch_one(&self.pool)

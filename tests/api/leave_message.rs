@@ -634,11 +634,7 @@ async fn a_slow_database_gets_503_code_13_within_5_seconds() {
     let app = spawn_app().await;
     let (_, token) = app.channel_and_token().await;
     // Another session holds the table: the insert waits until the statement timeout.
-    let mut blocker = app.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE leave_message IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
+    let blocker = app.lock_message_table().await;
     let started = std::time::Instant::now();
     let resp = app
         .leave_message(

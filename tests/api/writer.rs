@@ -127,11 +127,7 @@ async fn a_database_failure_fails_every_request_of_the_batch() {
 async fn while_the_table_is_locked_no_request_is_acknowledged() {
     let app = spawn_app().await;
     let (_, token) = app.channel_and_token().await;
-    let mut blocker = app.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE leave_message IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
+    let blocker = app.lock_message_table().await;
     let bodies: Vec<serde_json::Value> = (0..12)
         .map(|i| serde_json::json!({"phoneNo": "123456", "leaveMessage": format!("m{i}")}))
         .collect();
