@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::visitor::client_ip::TrustedProxies;
+use crate::domain::TrustedProxies;
 
 #[derive(Debug, Parser)]
 #[command(

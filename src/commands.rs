@@ -1,11 +1,11 @@
 //! The command-line commands other than the server itself.
 
-use crate::agent_key::AgentKey;
 use crate::cli::{AgentCommand, ChannelCommand, Cli, Command};
+use crate::credentials::AgentKey;
 use crate::domain::{AgentName, ChannelId, PhoneNo, WebOrigin};
 use crate::settings::Settings;
 use crate::startup::Application;
-use crate::store::{self, Database};
+use crate::store::{self, Database, Store};
 
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -30,6 +30,7 @@ async fn run_on(database: &Database, command: Command) -> anyhow::Result<()> {
         return Ok(());
     }
     store::require_migrated(pool).await?;
+    let store = Store::new(pool.clone());
     match command {
         Command::Serve | Command::Migrate => unreachable!("handled above"),
         Command::Channel(ChannelCommand::Create {
@@ -54,12 +55,12 @@ async fn run_on(database: &Database, command: Command) -> anyhow::Result<()> {
                 cross_site,
                 prompt,
             };
-            let id = store::channels::create(pool, &new).await?;
+            let id = store.create_channel(&new).await?;
             println!("created web channel {name:?}");
             println!("{id}");
         }
         Command::Channel(ChannelCommand::List) => {
-            let channels = store::channels::list(pool).await?;
+            let channels = store.channels().await?;
             println!(
                 "{:<36}  {:<8}  {:<10}  NAME / ORIGINS",
                 "CONFIGURATION ID", "STATE", "COOKIE"
@@ -84,7 +85,7 @@ async fn run_on(database: &Database, command: Command) -> anyhow::Result<()> {
         }
         Command::Channel(ChannelCommand::Disable { id }) => {
             let id = ChannelId::parse(&id).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if !store::channels::disable(pool, id).await? {
+            if !store.disable_channel(id).await? {
                 anyhow::bail!("no web channel has Configuration ID {id}");
             }
             println!("disabled web channel {id}: its tokens no longer work");
@@ -99,18 +100,18 @@ async fn run_on(database: &Database, command: Command) -> anyhow::Result<()> {
                 key_id: key.id(),
                 key_hash: &key.secret_hash(),
             };
-            store::agents::create(pool, &new).await?;
+            store.create_agent(&new).await?;
             let role = if admin { "admin" } else { "agent" };
             println!("created {role} {name:?}; this API key is shown once, keep it safe:");
             println!("{}", key.expose());
         }
         Command::Purge { older_than } => {
-            let n = store::messages::purge_processed_older_than(pool, older_than).await?;
+            let n = store.purge_processed_older_than(older_than).await?;
             println!("deleted {n} processed message(s) older than {older_than} day(s)");
         }
         Command::Erase { phone } => {
             let phone = PhoneNo::parse(&phone).map_err(|e| anyhow::anyhow!("--phone: {e}"))?;
-            let n = store::messages::erase_phone(pool, &phone).await?;
+            let n = store.erase_phone(&phone).await?;
             println!("deleted {n} message(s) left with that phone number");
         }
     }

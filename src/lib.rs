@@ -3,18 +3,19 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
-pub mod agent_key;
 pub mod cli;
 pub mod commands;
+pub mod counters;
+pub mod credentials;
 pub mod domain;
 pub mod embedded_pg;
-pub mod events;
 pub mod limits;
+pub mod live;
+pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod settings;
 pub mod startup;
-pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod visitor;

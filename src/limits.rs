@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::visitor::token::TokenHash;
+use crate::credentials::TokenHash;
 
 /// A request was over a limit; it may be retried after this many seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

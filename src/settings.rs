@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chrono::Duration;
 
 use crate::cli::{LogFormat, SettingsArgs};
-use crate::visitor::client_ip::TrustedProxies;
+use crate::domain::TrustedProxies;
 
 #[derive(Clone)]
 pub struct Settings {

@@ -6,15 +6,14 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use chrono::Utc;
 
-use crate::events::Events;
 use crate::limits::Limits;
+use crate::live::{self, Live};
 use crate::settings::Settings;
-use crate::state::AppState;
 use crate::store::writer::Writer;
-use crate::store::{self, Database};
-use crate::{agent, ops, pages, telemetry, visitor};
+use crate::store::{self, Database, Store};
+use crate::visitor::VisitorState;
+use crate::{agent, counters, openapi, ops, pages, telemetry, visitor};
 
 /// How long a client may take to send its request head.
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,43 +26,48 @@ pub struct Application {
     port: u16,
     server: Server,
     database: Database,
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    visitor: web::Data<VisitorState>,
+    live: web::Data<Live>,
 }
 
 impl Application {
     /// Connects (starting the embedded cluster if needed), migrates, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        ops::metrics::handle();
+        counters::handle();
         let database = Database::open(&settings).await?;
         store::migrate(&database.pool).await?;
-        let signing_key = store::tokens::signing_key(&database.pool).await?;
-        let state = web::Data::new(AppState {
-            db_runtime: tokio::runtime::Handle::current(),
-            pool: database.pool.clone(),
-            signing_key,
+        let store = Store::new(database.pool.clone());
+        let visitor = web::Data::new(VisitorState {
+            signing_key: store.signing_key().await?,
+            store: store.clone(),
             token_ttl: settings.token_ttl,
             cookie_secure: settings.cookie_secure,
             trusted_proxies: settings.trusted_proxies.clone(),
             limits: Limits::new(settings.rate_per_token, settings.rate_per_ip),
-            events: Events::default(),
             tokens: Default::default(),
         });
+        let store = web::Data::new(store);
+        let live = web::Data::new(Live::default());
 
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
-        let app_state = state.clone();
         let batch_window = settings.batch_window;
+        let (app_store, app_visitor, app_live) = (store.clone(), visitor.clone(), live.clone());
         let server = HttpServer::new(move || {
             // Runs on each HTTP worker: its own group-commit writer, on its own thread.
-            let writer = web::Data::new(Writer::start(&app_state.pool, batch_window));
+            let writer = web::Data::new(Writer::start(&app_store, batch_window));
             App::new()
                 .wrap(from_fn(telemetry::request_span))
-                .app_data(app_state.clone())
+                .app_data(app_store.clone())
+                .app_data(app_visitor.clone())
+                .app_data(app_live.clone())
                 .app_data(writer)
                 .configure(visitor::routes)
                 .configure(agent::routes)
                 .configure(ops::routes)
+                .configure(openapi::routes)
                 .configure(pages::routes)
                 .default_service(web::to(not_found))
         })
@@ -77,7 +81,9 @@ impl Application {
             port,
             server,
             database,
-            state,
+            store,
+            visitor,
+            live,
         })
     }
 
@@ -91,27 +97,21 @@ impl Application {
     }
 
     /// Stops gracefully: live streams end, in-flight requests finish, then the server stops.
-    pub async fn shutdown(handle: &ServerHandle, events: &Events) {
-        events.close();
+    pub async fn shutdown(handle: &ServerHandle, live: &Live) {
+        live.close();
         handle.stop(true).await;
     }
 
     /// This instance's live-stream fan-out (tests watch its client count).
-    pub fn events(&self) -> Events {
-        self.state.events.clone()
+    pub fn live(&self) -> Live {
+        Live::clone(&self.live)
     }
 
     /// Serves until stopped, then closes the pool and stops the embedded cluster.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
-        let signals = tokio::spawn(stop_on_signal(
-            self.server.handle(),
-            self.state.events.clone(),
-        ));
-        let listener = tokio::spawn(store::notify::listen(
-            self.state.pool.clone(),
-            self.state.events.clone(),
-        ));
+        let housekeeping = tokio::spawn(housekeeping(self.visitor.clone()));
+        let signals = tokio::spawn(stop_on_signal(self.server.handle(), self.live()));
+        let listener = tokio::spawn(live::listen(Store::clone(&self.store), self.live()));
         let served = self.server.await;
         housekeeping.abort();
         listener.abort();
@@ -124,7 +124,7 @@ impl Application {
 }
 
 /// SIGTERM or SIGINT: drain and stop.
-async fn stop_on_signal(handle: ServerHandle, events: Events) {
+async fn stop_on_signal(handle: ServerHandle, live: Live) {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut sigterm) => {
@@ -140,20 +140,15 @@ async fn stop_on_signal(handle: ServerHandle, events: Events) {
         _ = terminate => tracing::info!("SIGTERM: finishing in-flight requests, then stopping"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight requests, then stopping"),
     }
-    Application::shutdown(&handle, &events).await;
+    Application::shutdown(&handle, &live).await;
 }
 
-async fn housekeeping(state: web::Data<AppState>) {
+async fn housekeeping(visitor: web::Data<VisitorState>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         tick.tick().await;
-        state.limits.forget_idle();
-        state.tokens.remove_expired(Utc::now());
-        ops::metrics::handle().run_upkeep();
-        let expired = store::tokens::delete_expired(&state.pool, Utc::now());
-        if let Err(e) = store::within_deadline(expired).await {
-            tracing::warn!(error = ?e, "could not delete expired tokens");
-        }
+        counters::handle().run_upkeep();
+        visitor.housekeeping().await;
     }
 }
 

@@ -68,7 +68,7 @@ pub async fn request_span(
         Ok(mut response) => {
             let status = response.status().as_u16();
             tracing::info!(status, elapsed_ms, "request finished");
-            crate::ops::metrics::request(&route, &method, status, elapsed);
+            crate::counters::request(&route, &method, status, elapsed);
             if let Ok(value) = HeaderValue::from_str(&request_id) {
                 response
                     .headers_mut()

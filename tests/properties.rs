@@ -4,11 +4,12 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use leavemsg::agent::cursor;
+use leavemsg::credentials::SigningKey;
+use leavemsg::domain::TrustedProxies;
 use leavemsg::domain::{ChannelId, MessageText, PhoneNo, UserId};
-use leavemsg::store::queue::Position;
-use leavemsg::visitor::client_ip::{TrustedProxies, resolve};
+use leavemsg::store::listing::Position;
+use leavemsg::visitor::client_ip::resolve;
 use leavemsg::visitor::leave_message::parse_body;
-use leavemsg::visitor::token::SigningKey;
 use proptest::prelude::*;
 
 proptest! {

@@ -8,15 +8,26 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::error::ApiError;
-use crate::agent_key::AgentKey;
-use crate::state::AppState;
-use crate::store;
+use crate::credentials::AgentKey;
+use crate::domain::AgentName;
+use crate::store::Store;
+use crate::store::queue::Actor;
 
 /// The agent making the call.
 #[derive(Debug, Clone)]
 pub struct Agent {
-    pub name: String,
+    pub name: AgentName,
     pub is_admin: bool,
+}
+
+impl Agent {
+    /// The agent as the store's state changes know it.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: self.name.clone(),
+            is_admin: self.is_admin,
+        }
+    }
 }
 
 impl FromRequest for Agent {
@@ -33,18 +44,16 @@ impl FromRequest for Agent {
                 scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
             })
             .and_then(AgentKey::parse);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let store = req.app_data::<web::Data<Store>>().cloned();
         Box::pin(async move {
-            let (Some(key), Some(state)) = (presented, state) else {
+            let (Some(key), Some(store)) = (presented, store) else {
                 return Err(ApiError::Unauthorized);
             };
-            let key_id = key.id().to_owned();
-            let record = state
-                .db(move |pool| async move { store::agents::find_by_key_id(&pool, &key_id).await })
-                .await?;
-            match record {
+            match store.agent_by_key_id(key.id()).await? {
                 Some(agent) if key.matches(&agent.key_hash) => Ok(Agent {
-                    name: agent.name,
+                    // Names were parsed when the agent was created; one that no longer
+                    // parses is refused rather than trusted.
+                    name: AgentName::parse(&agent.name).map_err(|_| ApiError::Unauthorized)?,
                     is_admin: agent.is_admin,
                 }),
                 _ => Err(ApiError::Unauthorized),

@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
 
-use crate::store::queue::Position;
+use crate::store::listing::Position;
 
 const VERSION: &str = "1";
 

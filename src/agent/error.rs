@@ -5,8 +5,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::store::StoreError;
-use crate::store::queue::Message;
+use crate::domain::{FieldError, MessageId};
+use crate::store::{MessageRow, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -17,7 +17,7 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("no message has id {0}")]
-    NotFound(i64),
+    NotFound(MessageId),
     /// The change does not apply to the message's current state.
     #[error("{reason}")]
     Conflict {
@@ -31,7 +31,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// A 409 explaining why `action` does not apply to `message` as it is now.
-    pub fn conflict(action: &str, message: &Message, reason: &str) -> Self {
+    pub fn conflict(action: &str, message: &MessageRow, reason: &str) -> Self {
         let holder = message
             .assigned_to
             .as_deref()
@@ -45,6 +45,12 @@ impl ApiError {
             status: message.status.clone(),
             assigned_to: message.assigned_to.clone(),
         }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::BadRequest(e.to_string())
     }
 }
 
@@ -91,7 +97,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => "conflict",
             ApiError::Unavailable(e) => {
                 tracing::error!(error = ?e, "agent interface: database failure");
-                crate::ops::metrics::database_failure("agent_interface");
+                crate::counters::database_failure("agent_interface");
                 "unavailable"
             }
         };

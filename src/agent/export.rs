@@ -1,17 +1,18 @@
-//! `GET /api/v1/messages/export.csv`: the list's filters, every matching row, streamed.
+//! `GET /api/v1/messages/export.csv`: the list's filters, every matching row, streamed. The
+//! header and the cells come from [`Message`]'s serde derive, as its JSON does.
 
 use std::convert::Infallible;
+use std::task::Poll;
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::auth::Agent;
 use super::error::{ApiError, ApiErrorBody};
-use super::messages::ListParams;
-use crate::state::AppState;
-use crate::store::queue::{self, Message};
+use super::filter::ListParams;
+use super::message::Message;
+use crate::store::Store;
 
 /// Rows are gathered into chunks of about this size before being sent.
 const CHUNK_BYTES: usize = 32 * 1024;
@@ -26,43 +27,29 @@ const CHUNK_BYTES: usize = 32 * 1024;
 pub async fn export(
     _agent: Agent,
     params: web::Query<ListParams>,
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = params.filter()?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(256);
-    let pool = state.pool.clone();
-    // The query runs (on the database runtime) while the response is sent; a slow reader slows
-    // the query through the bounded channel.
-    state.db_runtime.spawn(async move {
-        if let Err(e) = queue::export(&pool, &filter, tx).await {
-            tracing::error!(error = %e, "CSV export stopped by a database error");
-        }
-    });
-
+    let mut rows = store.export(params.filter()?);
     let mut header_sent = false;
     let body = futures_util::stream::poll_fn(move |cx| {
         let mut buf = Vec::with_capacity(CHUNK_BYTES);
         if !header_sent {
             header_sent = true;
-            buf.extend_from_slice(csv_line(&Message::FIELDS.map(str::to_owned)).as_bytes());
+            buf.extend_from_slice(&csv_line(&header()));
         }
         loop {
-            match rx.poll_recv(cx) {
-                std::task::Poll::Ready(Some(message)) => {
-                    buf.extend_from_slice(csv_line(&row(&message)).as_bytes());
+            match rows.poll_recv(cx) {
+                Poll::Ready(Some(row)) => {
+                    buf.extend_from_slice(&csv_line(&cells(&Message::from(row))));
                     if buf.len() >= CHUNK_BYTES {
-                        return std::task::Poll::Ready(Some(Ok::<_, Infallible>(Bytes::from(buf))));
+                        return Poll::Ready(Some(Ok::<_, Infallible>(Bytes::from(buf))));
                     }
                 }
-                std::task::Poll::Ready(None) if buf.is_empty() => {
-                    return std::task::Poll::Ready(None);
-                }
-                std::task::Poll::Ready(None) => {
-                    return std::task::Poll::Ready(Some(Ok(Bytes::from(buf))));
-                }
-                std::task::Poll::Pending if buf.is_empty() => return std::task::Poll::Pending,
-                std::task::Poll::Pending => {
-                    return std::task::Poll::Ready(Some(Ok(Bytes::from(buf))));
+                Poll::Ready(None) if buf.is_empty() => return Poll::Ready(None),
+                Poll::Pending if buf.is_empty() => return Poll::Pending,
+                // The end, or no row ready yet: send what is gathered.
+                Poll::Ready(None) | Poll::Pending => {
+                    return Poll::Ready(Some(Ok(Bytes::from(buf))));
                 }
             }
         }
@@ -77,41 +64,43 @@ pub async fn export(
         .streaming(body))
 }
 
-fn time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+/// The field names of [`Message`], as its serde derive spells them.
+fn header() -> csv::StringRecord {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    // Serializing any message makes csv write the header row first.
+    let _ = writer.serialize(Message::default());
+    let bytes = writer.into_inner().unwrap_or_default();
+    csv::Reader::from_reader(bytes.as_slice())
+        .headers()
+        .cloned()
         .unwrap_or_default()
 }
 
-/// A message's cells, in [`Message::FIELDS`] order.
-fn row(m: &Message) -> [String; 15] {
-    [
-        m.id.to_string(),
-        m.channel_id.to_string(),
-        m.user_id.clone(),
-        m.user_name.clone(),
-        m.phone_no.clone(),
-        m.leave_message.clone(),
-        m.client_ip.clone(),
-        m.user_agent.clone().unwrap_or_default(),
-        time(Some(m.received_at)),
-        m.status.clone(),
-        m.assigned_to.clone().unwrap_or_default(),
-        time(m.assigned_at),
-        time(m.processed_at),
-        m.outcome.clone().unwrap_or_default(),
-        m.note.clone().unwrap_or_default(),
-    ]
+/// A message's cells, in [`header`] order, as its serde derive writes them.
+fn cells(message: &Message) -> csv::StringRecord {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    // Writing into memory cannot fail, nor can reading back what was just written.
+    let _ = writer.serialize(message);
+    let bytes = writer.into_inner().unwrap_or_default();
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(bytes.as_slice())
+        .records()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_default()
 }
 
 /// One CSV record (RFC 4180 quoting), with formula-like cells neutralised.
-fn csv_line(cells: &[String]) -> String {
+fn csv_line(cells: &csv::StringRecord) -> Vec<u8> {
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
     // Writing into memory cannot fail.
-    let _ = writer.write_record(cells.iter().map(|c| neutralise(c).into_owned()));
-    let bytes = writer.into_inner().unwrap_or_default();
-    String::from_utf8(bytes).unwrap_or_default()
+    let _ = writer.write_record(cells.iter().map(|cell| neutralise(cell).into_owned()));
+    writer.into_inner().unwrap_or_default()
 }
 
 /// Spreadsheets run cells that start with `=`, `+`, `-`, `@` (or a tab or CR before them) as
@@ -140,10 +129,9 @@ mod tests {
             "@SUM(A1)",
             "\t=x",
             "",
-        ]
-        .map(str::to_owned);
+        ];
         assert_eq!(
-            csv_line(&cells),
+            String::from_utf8(csv_line(&csv::StringRecord::from(cells.to_vec()))).unwrap(),
             "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",'=1+1,'+1 555 0107,'-2,'@SUM(A1),'\t=x,\r\n"
         );
     }

@@ -4,9 +4,12 @@ pub mod auth;
 pub mod cursor;
 pub mod error;
 pub mod export;
+pub mod filter;
+pub mod message;
 pub mod messages;
 pub mod stream;
 
+use actix_web::error::PathError;
 use actix_web::web;
 
 use error::ApiError;
@@ -28,6 +31,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         ApiError::BadRequest(format!("request body: {e}")).into()
                     }),
             )
+            // A message id that does not parse is a 400 naming it (see MessageId's Deserialize).
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                let why = match &e {
+                    PathError::Deserialize(why) => why.to_string(),
+                    other => other.to_string(),
+                };
+                ApiError::BadRequest(why).into()
+            }))
             // Resources answer other methods with 405 and an Allow header.
             .service(web::resource("").get(messages::list))
             .service(web::resource("/stream").get(stream::stream))

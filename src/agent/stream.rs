@@ -11,8 +11,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Agent;
 use super::error::ApiErrorBody;
-use crate::events::Subscription;
-use crate::state::AppState;
+use super::message::Message;
+use crate::live::{Live, Subscription};
+use crate::store::MessageRow;
 
 /// A comment line this often keeps idle connections open through proxies, and lets the
 /// server notice clients that left.
@@ -26,11 +27,11 @@ const LISTEN_PATIENCE: Duration = Duration::from_secs(5);
     responses(
         (status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String),
         (status = 401, body = ApiErrorBody)))]
-pub async fn stream(_agent: Agent, state: web::Data<AppState>) -> HttpResponse {
-    let subscription = state.events.subscribe();
+pub async fn stream(_agent: Agent, live: web::Data<Live>) -> HttpResponse {
+    let subscription = live.subscribe();
     // The instance listens for new messages only while someone watches: "connected" is said
     // once messages stored from now on are sure to arrive.
-    state.events.wait_until_listening(LISTEN_PATIENCE).await;
+    live.wait_until_listening(LISTEN_PATIENCE).await;
     let heartbeat = tokio::time::interval(HEARTBEAT);
     // First chunk: how long browsers wait before reconnecting, and a hello comment.
     let opening = Bytes::from_static(b"retry: 3000\n: connected\n\n");
@@ -62,8 +63,9 @@ async fn next_chunk(
     }
     let chunk = tokio::select! {
         received = subscription.receiver.recv() => match received {
-            Ok(message) => {
-                let json = serde_json::to_string(&*message).unwrap_or_default();
+            Ok(row) => {
+                let message = Message::from(MessageRow::clone(&row));
+                let json = serde_json::to_string(&message).unwrap_or_default();
                 Bytes::from(format!("event: message\nid: {}\ndata: {json}\n\n", message.id))
             }
             Err(RecvError::Lagged(missed)) => {

@@ -1,14 +1,20 @@
 //! Values that enter from outside, parsed once into types that cannot hold bad data.
 
+mod message_id;
 mod message_text;
+mod note;
 mod phone_no;
 mod status;
+mod trusted_proxies;
 mod visitor;
 mod web_origin;
 
+pub use message_id::MessageId;
 pub use message_text::MessageText;
+pub use note::Note;
 pub use phone_no::PhoneNo;
 pub use status::{Outcome, Status};
+pub use trusted_proxies::TrustedProxies;
 pub use visitor::{AgentName, ChannelId, UserId, UserName};
 pub use web_origin::WebOrigin;
 

@@ -2,8 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::state::AppState;
-use crate::store;
+use crate::store::Store;
 
 /// The process is up.
 pub async fn healthz() -> HttpResponse {
@@ -11,12 +10,9 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// The database answers.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state
-        .db(|pool| async move { store::ping(&pool).await })
-        .await
-    {
-        Ok(_) => HttpResponse::Ok()
+pub async fn readyz(store: web::Data<Store>) -> HttpResponse {
+    match store.ping().await {
+        Ok(()) => HttpResponse::Ok()
             .content_type("text/plain")
             .body("ready\n"),
         Err(e) => {

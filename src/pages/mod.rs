@@ -5,8 +5,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, HttpResponseBuilder, web};
 
 use crate::domain::ChannelId;
-use crate::state::AppState;
-use crate::store;
+use crate::store::Store;
 
 const VISITOR_HTML: &str = include_str!("assets/visitor.html");
 const UNAVAILABLE_HTML: &str = include_str!("assets/unavailable.html");
@@ -43,14 +42,11 @@ fn page(mut builder: HttpResponseBuilder, frame_ancestors: &str) -> HttpResponse
     builder
 }
 
-async fn visitor_form(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+async fn visitor_form(path: web::Path<String>, store: web::Data<Store>) -> HttpResponse {
     let Ok(id) = ChannelId::parse(&path) else {
         return page(HttpResponse::NotFound(), "'none'").body(UNAVAILABLE_HTML);
     };
-    let found = state
-        .db(move |pool| async move { store::channels::find(&pool, id).await })
-        .await;
-    match found {
+    match store.channel(id).await {
         Ok(Some(channel)) if channel.enabled => {
             // Channels with origins may be framed by those sites; others by any site (the form
             // only talks to this service).

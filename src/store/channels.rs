@@ -1,9 +1,8 @@
 //! Web channel configurations.
 
+use super::{Store, StoreError};
+use crate::domain::{ChannelId, WebOrigin};
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
-
-use crate::domain::ChannelId;
 
 #[derive(Debug, Clone)]
 pub struct Channel {
@@ -48,63 +47,74 @@ pub struct NewChannel<'a> {
     pub prompt: Option<&'a str>,
 }
 
-pub async fn create(pool: &PgPool, new: &NewChannel<'_>) -> Result<ChannelId, sqlx::Error> {
-    let id = ChannelId::new_random();
-    sqlx::query!(
-        "INSERT INTO web_channel (id, name, origins, cross_site, prompt) VALUES ($1, $2, $3, $4, $5)",
-        id.as_uuid(),
-        new.name,
-        new.origins,
-        new.cross_site,
-        new.prompt,
-    )
-    .execute(pool)
-    .await?;
-    Ok(id)
-}
+impl Store {
+    pub async fn create_channel(&self, new: &NewChannel<'_>) -> Result<ChannelId, StoreError> {
+        let id = ChannelId::new_random();
+        sqlx::query!(
+            "INSERT INTO web_channel (id, name, origins, cross_site, prompt) VALUES ($1, $2, $3, $4, $5)",
+            id.as_uuid(),
+            new.name,
+            new.origins,
+            new.cross_site,
+            new.prompt,
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
 
-pub async fn find(pool: &PgPool, id: ChannelId) -> Result<Option<Channel>, sqlx::Error> {
-    let row = sqlx::query_as!(
-        ChannelRow,
-        "SELECT id, name, origins, cross_site, prompt, enabled, created_at
+    /// A channel, enabled or not.
+    pub async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, StoreError> {
+        let row = self
+            .run(move |pool| async move {
+                sqlx::query_as!(
+                    ChannelRow,
+                    "SELECT id, name, origins, cross_site, prompt, enabled, created_at
          FROM web_channel WHERE id = $1",
-        id.as_uuid()
-    )
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(Channel::from))
-}
+                    id.as_uuid()
+                )
+                .fetch_optional(&pool)
+                .await
+            })
+            .await?;
+        Ok(row.map(Channel::from))
+    }
 
-pub async fn list(pool: &PgPool) -> Result<Vec<Channel>, sqlx::Error> {
-    let rows = sqlx::query_as!(
-        ChannelRow,
-        "SELECT id, name, origins, cross_site, prompt, enabled, created_at
+    pub async fn channels(&self) -> Result<Vec<Channel>, StoreError> {
+        let rows = sqlx::query_as!(
+            ChannelRow,
+            "SELECT id, name, origins, cross_site, prompt, enabled, created_at
          FROM web_channel ORDER BY created_at, id"
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(Channel::from).collect())
-}
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(Channel::from).collect())
+    }
 
-/// Disables a channel; its tokens stop working at once. Returns false if there is no such channel.
-pub async fn disable(pool: &PgPool, id: ChannelId) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE web_channel SET enabled = false, disabled_at = coalesce(disabled_at, now())
+    /// Disables a channel; its tokens stop working at once. Returns false if there is no such
+    /// channel.
+    pub async fn disable_channel(&self, id: ChannelId) -> Result<bool, StoreError> {
+        let done = sqlx::query!(
+            "UPDATE web_channel SET enabled = false, disabled_at = coalesce(disabled_at, now())
          WHERE id = $1",
-        id.as_uuid()
-    )
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
+            id.as_uuid()
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
 
-/// Whether any enabled channel lists `origin`: decides CORS preflights, which carry no channel.
-pub async fn origin_is_registered(pool: &PgPool, origin: &str) -> Result<bool, sqlx::Error> {
-    let found = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM web_channel WHERE enabled AND $1 = ANY (origins)) AS "found!""#,
-        origin
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(found)
+    /// Whether any enabled channel lists `origin`: decides CORS preflights, which carry no
+    /// channel.
+    pub async fn origin_is_registered(&self, origin: WebOrigin) -> Result<bool, StoreError> {
+        self.run(move |pool| async move {
+            sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM web_channel WHERE enabled AND $1 = ANY (origins)) AS "found!""#,
+                origin.as_str()
+            )
+            .fetch_one(&pool)
+            .await
+        })
+        .await
+    }
 }

@@ -1,11 +1,11 @@
-//! The leave_message table.
+//! Writing and deleting rows of the leave_message table.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
-use super::writer::Outcome;
+use super::{Store, StoreError};
 use crate::domain::{ChannelId, MessageText, PhoneNo};
 
 /// A validated message, ready to store.
@@ -28,13 +28,22 @@ pub enum Stored {
     AlreadyStored,
 }
 
+/// What became of one submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Stored(Stored),
+    /// Its token was replaced or revoked, or its channel disabled, before the write: nothing
+    /// was stored.
+    TokenNoLongerValid,
+}
+
 /// Inserts `rows` (each with the hash of the token it came with) in one statement, which
 /// autocommits: every row is committed or none is. A row is written only if its token is still
 /// its visitor's current, unexpired token on an enabled channel, checked in the same statement;
 /// a row whose submission key is already stored (or repeated in the batch) is not written again.
 /// Returns one outcome per row, in order.
 #[tracing::instrument(skip_all, fields(rows = rows.len()))]
-pub async fn insert_batch(
+pub(super) async fn insert_batch(
     connection: &mut PgConnection,
     rows: &[(&NewMessage, [u8; 32])],
 ) -> Result<Vec<Outcome>, sqlx::Error> {
@@ -134,25 +143,27 @@ pub async fn insert_batch(
         .collect())
 }
 
-/// Deletes processed messages received before `days` days ago; returns how many.
-pub async fn purge_processed_older_than(pool: &PgPool, days: u32) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "DELETE FROM leave_message
+impl Store {
+    /// Deletes processed messages received before `days` days ago; returns how many.
+    pub async fn purge_processed_older_than(&self, days: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query!(
+            "DELETE FROM leave_message
          WHERE status = 'processed' AND received_at < now() - make_interval(days => $1)",
-        i32::try_from(days).unwrap_or(i32::MAX),
-    )
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
+            i32::try_from(days).unwrap_or(i32::MAX),
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
 
-/// Deletes every message left with this phone number (any formatting); returns how many.
-pub async fn erase_phone(pool: &PgPool, phone: &PhoneNo) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "DELETE FROM leave_message WHERE phone_digits = $1",
-        phone.digits()
-    )
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    /// Deletes every message left with this phone number (any formatting); returns how many.
+    pub async fn erase_phone(&self, phone: &PhoneNo) -> Result<u64, StoreError> {
+        let done = sqlx::query!(
+            "DELETE FROM leave_message WHERE phone_digits = $1",
+            phone.digits()
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
 }

@@ -1,12 +1,21 @@
 //! All SQL lives here. Handlers call these functions; they never build queries.
 
+// Declared first: its macros are used by the modules after it.
+#[macro_use]
+mod row;
+
 pub mod agents;
 pub mod channels;
+mod handle;
+pub mod listing;
 pub mod messages;
 pub mod notify;
 pub mod queue;
 pub mod tokens;
 pub mod writer;
+
+pub use handle::Store;
+pub use row::MessageRow;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -37,17 +46,19 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("database task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Write(#[from] writer::WriteError),
 }
 
-/// Runs `work` against the database within [`DEADLINE`].
-pub async fn within_deadline<T, F>(work: F) -> Result<T, StoreError>
+/// Awaits `work` for at most [`DEADLINE`]: the one place the deadline is applied (the
+/// [`Store`] handle's queries and the [`writer::Writer`]'s answers go through it).
+async fn within_deadline<T, F>(work: F) -> Result<T, StoreError>
 where
-    F: Future<Output = Result<T, sqlx::Error>>,
+    F: Future<Output = T>,
 {
-    match tokio::time::timeout(DEADLINE, work).await {
-        Ok(result) => result.map_err(StoreError::from),
-        Err(_) => Err(StoreError::Timeout(DEADLINE)),
-    }
+    tokio::time::timeout(DEADLINE, work)
+        .await
+        .map_err(|_| StoreError::Timeout(DEADLINE))
 }
 
 /// The connection pool, plus the private cluster when there is no `DATABASE_URL`.
@@ -167,18 +178,23 @@ async fn other_clients(cluster: &Cluster) -> anyhow::Result<i64> {
     Ok(count)
 }
 
-/// Succeeds when the database answers a trivial query. Pooled connections that died with a
-/// database restart fail once each (an I/O error) and are dropped, so each of them may be
-/// tried: readiness reflects the database, not the pool's leftovers.
-pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        match sqlx::query("SELECT 1").execute(pool).await {
-            Ok(_) => return Ok(()),
-            Err(sqlx::Error::Io(_)) if attempts <= pool.size() => {}
-            Err(e) => return Err(e),
-        }
+impl Store {
+    /// Succeeds when the database answers a trivial query. Pooled connections that died with a
+    /// database restart fail once each (an I/O error) and are dropped, so each of them may be
+    /// tried: readiness reflects the database, not the pool's leftovers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match sqlx::query("SELECT 1").execute(&pool).await {
+                    Ok(_) => return Ok(()),
+                    Err(sqlx::Error::Io(_)) if attempts <= pool.size() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
     }
 }
 

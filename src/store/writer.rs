@@ -15,13 +15,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, PgPool};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::messages::{NewMessage, Stored};
-use crate::ops::metrics;
+use super::messages::{NewMessage, Outcome};
+use super::{Store, StoreError, within_deadline};
+use crate::counters;
 
 /// Most rows one INSERT carries.
 pub const MAX_BATCH: usize = 512;
@@ -29,15 +30,6 @@ pub const MAX_BATCH: usize = 512;
 const QUEUE: usize = 8192;
 /// How long opening a writer's connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What became of one submission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Stored(Stored),
-    /// Its token was replaced or revoked, or its channel disabled, before the write: nothing
-    /// was stored.
-    TokenNoLongerValid,
-}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
@@ -63,7 +55,8 @@ impl Writer {
     /// Starts the writer on the current runtime; it connects with `pool`'s settings when the
     /// first message arrives, and stops when every handle to it is dropped. With a non-zero
     /// `window` it waits that long after a batch's first message for more to join it.
-    pub fn start(pool: &PgPool, window: Duration) -> Writer {
+    pub fn start(store: &Store, window: Duration) -> Writer {
+        let pool = store.pool();
         let (queue, receiver) = mpsc::channel(QUEUE);
         // The writer runs the same two statements all the time: a generic plan, made once per
         // connection, saves planning each batch again (measured: half the time of a one-row
@@ -82,20 +75,24 @@ impl Writer {
     }
 
     /// Stores `message` if `token_hash` is still its visitor's current token on an enabled
-    /// channel; returns once the outcome is committed.
+    /// channel; returns once the outcome is committed, or with [`StoreError::Timeout`] once
+    /// the deadline has passed (the row is then written only if its batch had started).
     pub async fn write(
         &self,
         message: NewMessage,
         token_hash: [u8; 32],
-    ) -> Result<Outcome, WriteError> {
+    ) -> Result<Outcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             message,
             token_hash,
             reply,
         };
-        self.queue.send(job).await.map_err(|_| WriteError::Closed)?;
-        answer.await.map_err(|_| WriteError::Closed)?
+        let written = within_deadline(async {
+            self.queue.send(job).await.map_err(|_| WriteError::Closed)?;
+            answer.await.map_err(|_| WriteError::Closed)?
+        });
+        Ok(written.await??)
     }
 }
 
@@ -142,7 +139,7 @@ async fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>, wind
                 Err(_) => break,
             }
         }
-        metrics::batch_written(batch.len());
+        counters::batch_written(batch.len());
         write_batch(&mut connection, batch).await;
     }
 }

@@ -6,13 +6,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::TOKEN_NAME;
+use super::VisitorState;
 use super::leave_message::string_field;
 use super::request::{self, BodyError};
 use super::vendor_reply::{ApplyTokenReply, ApplyTokenResponse};
+use crate::counters;
 use crate::domain::{ChannelId, UserId, UserName};
-use crate::ops::metrics;
-use crate::state::AppState;
-use crate::store;
+use crate::store::tokens::TokenHolder;
 
 #[derive(Deserialize)]
 struct RawApplyToken {
@@ -69,7 +69,7 @@ pub struct ApplyTokenRequest {
 pub async fn apply_token(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<VisitorState>,
 ) -> HttpResponse {
     let mut builder = HttpResponse::Ok();
     let reply = handle(&req, payload, &state, &mut builder).await;
@@ -79,12 +79,12 @@ pub async fn apply_token(
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    state: &VisitorState,
     builder: &mut actix_web::HttpResponseBuilder,
 ) -> ApplyTokenReply {
     let client_ip = request::client_ip(req, state);
     if let Err(r) = state.limits.check_ip(client_ip) {
-        metrics::rate_limited("ip");
+        counters::rate_limited("ip");
         return ApplyTokenReply::RateLimited {
             retry_after_secs: r.0,
         };
@@ -103,11 +103,7 @@ async fn handle(
         Err(why) => return ApplyTokenReply::Refused(why),
     };
 
-    let channel_id = params.channel_id;
-    let found = state
-        .db(move |pool| async move { store::channels::find(&pool, channel_id).await })
-        .await;
-    let channel = match found {
+    let channel = match state.store.channel(params.channel_id).await {
         Ok(Some(channel)) if channel.enabled => channel,
         Ok(Some(_)) => {
             return ApplyTokenReply::Refused("channelId names a disabled channel".to_owned());
@@ -117,7 +113,7 @@ async fn handle(
         }
         Err(e) => {
             tracing::error!(error = ?e, "channel lookup failed");
-            metrics::database_failure("channel_lookup");
+            counters::database_failure("channel_lookup");
             return ApplyTokenReply::Unavailable;
         }
     };
@@ -132,25 +128,21 @@ async fn handle(
     let issued = state
         .signing_key
         .issue(channel.id, params.user_id, Utc::now(), state.token_ttl);
-    let user_name_for_cache = params.user_name.as_str().to_owned();
-    let (claims, user_name, hash) = (issued.claims.clone(), params.user_name, issued.hash);
-    let saved =
-        state
-            .db(move |pool| async move {
-                store::tokens::replace(&pool, &claims, &user_name, &hash).await
-            })
-            .await;
+    let saved = state
+        .store
+        .replace_token(&issued.claims, &params.user_name, &issued.hash)
+        .await;
     if let Err(e) = saved {
         tracing::error!(error = ?e, "storing a token failed");
-        metrics::database_failure("store_token");
+        counters::database_failure("store_token");
         return ApplyTokenReply::Unavailable;
     }
     tracing::info!(channel = %channel.id, "token issued");
     state.tokens.insert(
         issued.hash.0,
-        store::tokens::TokenHolder {
+        TokenHolder {
             channel_id: channel.id,
-            user_name: user_name_for_cache,
+            user_name: params.user_name.as_str().to_owned(),
             origins: channel.origins.clone(),
         },
         issued.claims.expires_at,

@@ -3,36 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use ipnet::IpNet;
-
-/// The networks whose forwarding headers are believed (`LEAVEMSG_TRUSTED_PROXIES`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
-
-impl TrustedProxies {
-    /// Parses a comma-separated list of CIDRs or single addresses; blank means none.
-    pub fn parse(list: &str) -> Result<Self, String> {
-        let mut nets = Vec::new();
-        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let net = IpNet::from_str(item)
-                .or_else(|_| IpAddr::from_str(item).map(IpNet::from))
-                .map_err(|_| {
-                    format!("{item:?} is not a CIDR (e.g. 10.0.0.0/8) or an IP address")
-                })?;
-            nets.push(net);
-        }
-        Ok(TrustedProxies(nets))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.0.iter().any(|net| net.contains(&ip))
-    }
-}
+use crate::domain::TrustedProxies;
 
 /// The client address of a request.
 ///
@@ -204,13 +175,5 @@ mod tests {
             resolve(ip("::ffff:192.0.2.8"), None, None, &trusted("")),
             ip("192.0.2.8")
         );
-    }
-
-    #[test]
-    fn trusted_proxies_parse_and_reject() {
-        assert!(trusted("").is_empty());
-        assert!(trusted(" 10.0.0.0/8 , 192.168.1.1 ,").contains(ip("192.168.1.1")));
-        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
-        assert!(TrustedProxies::parse("proxy.example").is_err());
     }
 }

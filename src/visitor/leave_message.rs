@@ -18,14 +18,16 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::TOKEN_NAME;
+use super::VisitorState;
 use super::request::{self, BodyError};
-use super::token::{TokenError, VerifiedToken};
 use super::vendor_reply::{LeaveMessageReply, LeaveMessageResponse};
+use crate::counters;
+use crate::credentials::{TokenError, VerifiedToken};
 use crate::domain::{FieldError, MessageText, PhoneNo};
-use crate::ops::metrics;
-use crate::state::AppState;
-use crate::store::writer::{Outcome, Writer};
-use crate::store::{self, messages::NewMessage, messages::Stored, tokens::TokenHolder};
+use crate::store::StoreError;
+use crate::store::messages::{NewMessage, Outcome, Stored};
+use crate::store::tokens::TokenHolder;
+use crate::store::writer::Writer;
 
 /// The fields of the request; anything else in the object is ignored.
 #[derive(Deserialize)]
@@ -86,7 +88,7 @@ pub struct LeaveMessageRequest {
 pub async fn leave_message(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<VisitorState>,
     writer: web::Data<Writer>,
 ) -> HttpResponse {
     let mut builder = HttpResponse::Ok();
@@ -115,7 +117,7 @@ pub async fn leave_message(
 /// A refusal about the request rather than the token is only sent once the database confirms
 /// that the token (known valid from memory) is still current; otherwise the answer is 401.
 async fn confirm_token_before_refusal(
-    state: &AppState,
+    state: &VisitorState,
     token: &VerifiedToken,
     refusal: LeaveMessageReply,
 ) -> LeaveMessageReply {
@@ -139,7 +141,7 @@ const NO_LONGER_VALID: &str =
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    state: &VisitorState,
     writer: &Writer,
     builder: &mut actix_web::HttpResponseBuilder,
     from_memory: &mut Option<VerifiedToken>,
@@ -147,7 +149,7 @@ async fn handle(
     let token = verified_token(req, state)?;
     let client_ip = request::client_ip(req, state);
     state.limits.check_ip(client_ip).map_err(|r| {
-        metrics::rate_limited("ip");
+        counters::rate_limited("ip");
         LeaveMessageReply::RateLimited {
             retry_after_secs: r.0,
         }
@@ -158,7 +160,7 @@ async fn handle(
         *from_memory = Some(token.clone());
     }
     state.limits.check_token(&token.hash).map_err(|r| {
-        metrics::rate_limited("token");
+        counters::rate_limited("token");
         LeaveMessageReply::RateLimited {
             retry_after_secs: r.0,
         }
@@ -194,30 +196,24 @@ async fn handle(
         forwarded_for: request::joined_header(req.headers(), "x-forwarded-for"),
         user_agent: request::header_str(req, header::USER_AGENT.as_str()).map(str::to_owned),
     };
-    let written = tokio::time::timeout(store::DEADLINE, writer.write(new, token.hash.0)).await;
-    match written {
-        Ok(Ok(Outcome::Stored(Stored::New(id)))) => {
+    match writer.write(new, token.hash.0).await {
+        Ok(Outcome::Stored(Stored::New(id))) => {
             tracing::info!(message_id = id, channel = %holder.channel_id, "message stored");
-            metrics::message_stored();
+            counters::message_stored();
             Ok(())
         }
-        Ok(Ok(Outcome::Stored(Stored::AlreadyStored))) => {
+        Ok(Outcome::Stored(Stored::AlreadyStored)) => {
             tracing::info!(channel = %holder.channel_id, "resubmission of a stored message");
-            metrics::message_deduplicated();
+            counters::message_deduplicated();
             Ok(())
         }
-        Ok(Ok(Outcome::TokenNoLongerValid)) => {
+        Ok(Outcome::TokenNoLongerValid) => {
             state.tokens.revoke(&token.hash.0);
             Err(LeaveMessageReply::Unauthorized(NO_LONGER_VALID))
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(error = %e, "storing a message failed");
-            metrics::database_failure("store_message");
-            Err(LeaveMessageReply::Unavailable)
-        }
-        Err(_) => {
-            tracing::error!("storing a message took longer than the deadline");
-            metrics::database_failure("store_message");
+            counters::database_failure("store_message");
             Err(LeaveMessageReply::Unavailable)
         }
     }
@@ -225,7 +221,10 @@ async fn handle(
 
 /// The first token, from the Cookie header(s) or the `ccmessaging-token` header, whose
 /// signature and expiry check out.
-fn verified_token(req: &HttpRequest, state: &AppState) -> Result<VerifiedToken, LeaveMessageReply> {
+fn verified_token(
+    req: &HttpRequest,
+    state: &VisitorState,
+) -> Result<VerifiedToken, LeaveMessageReply> {
     let now = Utc::now();
     let mut error = TokenError::Malformed;
     let mut seen = false;
@@ -268,20 +267,18 @@ fn token_candidates(req: &HttpRequest) -> impl Iterator<Item = &str> {
 /// The token's holder if it is its visitor's current token on an enabled channel, asking the
 /// database (not this instance's memory).
 async fn holder_in_database(
-    state: &AppState,
+    state: &VisitorState,
     token: &VerifiedToken,
-) -> Result<Option<TokenHolder>, store::StoreError> {
-    let (claims, hash) = (token.claims.clone(), token.hash);
+) -> Result<Option<TokenHolder>, StoreError> {
     state
-        .db(move |pool| async move {
-            store::tokens::current_holder(&pool, &claims, &hash, Utc::now()).await
-        })
+        .store
+        .token_holder(&token.claims, &token.hash, Utc::now())
         .await
 }
 
 /// The token's holder, and whether it came from memory (true) rather than the database.
 async fn current_holder(
-    state: &AppState,
+    state: &VisitorState,
     token: &VerifiedToken,
 ) -> Result<(TokenHolder, bool), LeaveMessageReply> {
     let now = Utc::now();
@@ -298,7 +295,7 @@ async fn current_holder(
         Ok(None) => Err(LeaveMessageReply::Unauthorized(NO_LONGER_VALID)),
         Err(e) => {
             tracing::error!(error = ?e, "token lookup failed");
-            metrics::database_failure("token_lookup");
+            counters::database_failure("token_lookup");
             Err(LeaveMessageReply::Unavailable)
         }
     }

@@ -5,11 +5,17 @@ pub mod apply_token;
 pub mod client_ip;
 pub mod leave_message;
 mod request;
-pub mod token;
 pub mod token_cache;
 pub mod vendor_reply;
 
 use actix_web::web;
+use chrono::{Duration, Utc};
+
+use crate::credentials::SigningKey;
+use crate::domain::TrustedProxies;
+use crate::limits::Limits;
+use crate::store::Store;
+use token_cache::TokenCache;
 
 /// Base path of the vendor's web adapter facade.
 pub const BASE_PATH: &str = "/service-cloud/rest/webadapter/v1/webadapterfacade";
@@ -34,4 +40,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(options().to(request::preflight)),
             ),
     );
+}
+
+/// What the two visitor calls share: the store, the token key and this instance's memory of
+/// tokens and request counts.
+pub struct VisitorState {
+    pub store: Store,
+    pub signing_key: SigningKey,
+    pub token_ttl: Duration,
+    pub cookie_secure: bool,
+    pub trusted_proxies: TrustedProxies,
+    pub limits: Limits,
+    pub tokens: TokenCache,
+}
+
+impl VisitorState {
+    /// Forgets what has run out: idle rate-limit entries, expired tokens in memory and in the
+    /// database.
+    pub async fn housekeeping(&self) {
+        self.limits.forget_idle();
+        self.tokens.remove_expired(Utc::now());
+        if let Err(e) = self.store.delete_expired_tokens(Utc::now()).await {
+            tracing::warn!(error = ?e, "could not delete expired tokens");
+        }
+    }
 }

@@ -7,10 +7,9 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use futures_util::StreamExt;
 
 use super::MAX_BODY_BYTES;
+use super::VisitorState;
 use super::client_ip;
 use crate::domain::WebOrigin;
-use crate::state::AppState;
-use crate::store;
 
 /// All values of a header joined with ", ", as proxies treat repeated headers.
 pub fn joined_header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -26,7 +25,7 @@ pub fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 }
 
 /// The visitor's address (see [`client_ip::resolve`]).
-pub fn client_ip(req: &HttpRequest, state: &AppState) -> IpAddr {
+pub fn client_ip(req: &HttpRequest, state: &VisitorState) -> IpAddr {
     let peer = req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
@@ -53,7 +52,7 @@ pub fn origin_allowed(req: &HttpRequest, origin: Option<&str>, allowed: &[String
     let Some(origin) = origin else {
         return true;
     };
-    if normalized_origin(origin).is_some_and(|o| allowed.contains(&o)) {
+    if normalized_origin(origin).is_some_and(|o| allowed.iter().any(|a| a == o.as_str())) {
         return true;
     }
     let host = header_str(req, header::HOST.as_str()).unwrap_or_default();
@@ -66,8 +65,8 @@ pub fn origin_allowed(req: &HttpRequest, origin: Option<&str>, allowed: &[String
 
 /// An `Origin` header in the form channels store their origins in (see [`WebOrigin`]);
 /// `None` for anything that is not a web origin, such as `null`.
-fn normalized_origin(origin: &str) -> Option<String> {
-    WebOrigin::parse(origin).ok().map(WebOrigin::into_string)
+fn normalized_origin(origin: &str) -> Option<WebOrigin> {
+    WebOrigin::parse(origin).ok()
 }
 
 /// Adds the CORS headers that let a page on `origin` read the answer and send cookies.
@@ -81,7 +80,7 @@ pub fn allow_cors(builder: &mut HttpResponseBuilder, origin: &str) {
 /// `OPTIONS` preflight: answered for origins that some enabled channel lists. The preflight
 /// carries no token or body, so which channel is meant is not known yet; the real request is
 /// checked against its own channel.
-pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn preflight(req: HttpRequest, state: web::Data<VisitorState>) -> HttpResponse {
     let Some(origin) = origin(&req) else {
         return HttpResponse::NoContent().finish();
     };
@@ -90,13 +89,7 @@ pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
             .insert_header((header::VARY, "Origin"))
             .finish();
     };
-    let registered =
-        state
-            .db(move |pool| async move {
-                store::channels::origin_is_registered(&pool, &normalized).await
-            })
-            .await;
-    match registered {
+    match state.store.origin_is_registered(normalized).await {
         Ok(true) => {
             let mut builder = HttpResponse::NoContent();
             allow_cors(&mut builder, origin);

@@ -123,11 +123,7 @@ async fn unknown_and_disabled_channels_are_refused_with_code_3() {
 
     let channel = app.create_channel().await;
     let id = leavemsg::domain::ChannelId::parse(&channel).unwrap();
-    assert!(
-        leavemsg::store::channels::disable(&app.pool, id)
-            .await
-            .unwrap()
-    );
+    assert!(app.store.disable_channel(id).await.unwrap());
     let body: Value = app
         .apply_token_raw(&json!({"userId": "u", "userName": "n", "channelId": channel}))
         .await

@@ -111,17 +111,16 @@ async fn text_when(client: &Client, css: &str, check: impl Fn(&str) -> bool) -> 
 #[tokio::test]
 async fn a_visitor_sees_a_field_error_then_leaves_a_message() {
     let app = spawn_app().await;
-    let channel = leavemsg::store::channels::create(
-        &app.pool,
-        &leavemsg::store::channels::NewChannel {
+    let channel = app
+        .store
+        .create_channel(&leavemsg::store::channels::NewChannel {
             name: "Web",
             origins: &[],
             cross_site: false,
             prompt: Some("Our lines are busy <b>right now</b>."),
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await
+        .unwrap();
     let c = browser().await;
     c.goto(&app.url(&format!("/web/{channel}"))).await.unwrap();
     let prompt = c

@@ -177,5 +177,5 @@ async fn with_postgres_stopped_mid_load_requests_get_503_and_the_service_recover
     }
     assert!(!stored.contains("while down"));
     drop(stream);
-    leavemsg::startup::Application::shutdown(&app.handle, &app.events).await;
+    leavemsg::startup::Application::shutdown(&app.handle, &app.live).await;
 }

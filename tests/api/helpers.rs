@@ -131,7 +131,9 @@ pub struct TestApp {
     pub database_url: String,
     pub client: reqwest::Client,
     pub handle: actix_web::dev::ServerHandle,
-    pub events: leavemsg::events::Events,
+    pub live: leavemsg::live::Live,
+    /// The store on the test's database, for setting up what the interfaces cannot.
+    pub store: leavemsg::store::Store,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -152,20 +154,21 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
         .expect("build application");
     let port = app.port();
     let handle = app.handle();
-    let events = app.events();
+    let live = app.live();
     tokio::spawn(app.run_until_stopped());
     let pool = PgPool::connect(&database_url).await.expect("test pool");
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        pool,
         database_url,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
+        store: leavemsg::store::Store::new(pool.clone()),
         handle,
-        events,
+        live,
+        pool,
     }
 }
 
@@ -183,17 +186,16 @@ impl TestApp {
     /// A channel straight in the database, with these origins and cross-site choice.
     pub async fn create_channel_with(&self, origins: &[&str], cross_site: bool) -> String {
         let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
-        let id = leavemsg::store::channels::create(
-            &self.pool,
-            &leavemsg::store::channels::NewChannel {
+        let id = self
+            .store
+            .create_channel(&leavemsg::store::channels::NewChannel {
                 name: "Test channel",
                 origins: &origins,
                 cross_site,
                 prompt: None,
-            },
-        )
-        .await
-        .expect("create channel");
+            })
+            .await
+            .expect("create channel");
         id.to_string()
     }
 
@@ -314,18 +316,16 @@ where
 impl TestApp {
     /// A new agent; returns its API key.
     pub async fn create_agent(&self, name: &str, is_admin: bool) -> String {
-        let key = leavemsg::agent_key::AgentKey::generate();
-        leavemsg::store::agents::create(
-            &self.pool,
-            &leavemsg::store::agents::NewAgent {
+        let key = leavemsg::credentials::AgentKey::generate();
+        self.store
+            .create_agent(&leavemsg::store::agents::NewAgent {
                 name,
                 is_admin,
                 key_id: key.id(),
                 key_hash: &key.secret_hash(),
-            },
-        )
-        .await
-        .expect("create agent");
+            })
+            .await
+            .expect("create agent");
         key.expose()
     }
 

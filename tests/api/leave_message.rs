@@ -64,8 +64,7 @@ async fn the_seed_example_gets_the_seed_response_and_stores_the_row() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_recorded() {
     let app = spawn_app_with(|s| {
-        s.trusted_proxies =
-            leavemsg::visitor::client_ip::TrustedProxies::parse("127.0.0.1/32").unwrap()
+        s.trusted_proxies = leavemsg::domain::TrustedProxies::parse("127.0.0.1/32").unwrap()
     })
     .await;
     let (_, token) = app.channel_and_token().await;
@@ -410,9 +409,7 @@ async fn no_valid_token_means_401_whatever_the_body() {
     }
 
     // Expired: a genuine signature whose lifetime has passed.
-    let key = leavemsg::store::tokens::signing_key(&app.pool)
-        .await
-        .unwrap();
+    let key = app.store.signing_key().await.unwrap();
     let expired = key.issue(
         leavemsg::domain::ChannelId::parse(&channel).unwrap(),
         leavemsg::domain::UserId::parse("visitor-1").unwrap(),
@@ -493,9 +490,7 @@ async fn a_token_revoked_elsewhere_gets_401_whatever_the_body() {
 
     // The channel disabled in the database directly: A again hears nothing.
     let id = leavemsg::domain::ChannelId::parse(&channel).unwrap();
-    leavemsg::store::channels::disable(&a.pool, id)
-        .await
-        .unwrap();
+    a.store.disable_channel(id).await.unwrap();
     for body in ["{".to_owned(), msg.to_string()] {
         let (status, _) = reply(send(&other, "application/json", body).await.unwrap()).await;
         assert_eq!(status, 401);
@@ -510,9 +505,7 @@ async fn disabling_the_channel_revokes_its_tokens_at_once() {
     let msg = json!({"phoneNo": "123456", "leaveMessage": "before"});
     assert_eq!(reply(app.leave_message(&token, &msg).await).await.0, 200);
     let id = leavemsg::domain::ChannelId::parse(&channel).unwrap();
-    leavemsg::store::channels::disable(&app.pool, id)
-        .await
-        .unwrap();
+    app.store.disable_channel(id).await.unwrap();
     let (status, got) = reply(
         app.leave_message(
             &token,
@@ -596,8 +589,7 @@ async fn rate_limits_answer_429_with_retry_after_and_store_nothing() {
     // Per client IP, resolved through the trusted proxy: each forwarded client has its own.
     let app = spawn_app_with(|s| {
         s.rate_per_ip = 3;
-        s.trusted_proxies =
-            leavemsg::visitor::client_ip::TrustedProxies::parse("127.0.0.1").unwrap();
+        s.trusted_proxies = leavemsg::domain::TrustedProxies::parse("127.0.0.1").unwrap();
     })
     .await;
     let channel = app.create_channel().await;

@@ -15,17 +15,15 @@ async fn prepared_database() -> (String, String) {
     let url = fresh_database().await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     leavemsg::store::migrate(&pool).await.unwrap();
-    let channel = leavemsg::store::channels::create(
-        &pool,
-        &leavemsg::store::channels::NewChannel {
+    let channel = leavemsg::store::Store::new(pool.clone())
+        .create_channel(&leavemsg::store::channels::NewChannel {
             name: "process tests",
             origins: &[],
             cross_site: false,
             prompt: None,
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await
+        .unwrap();
     pool.close().await;
     (url, channel.to_string())
 }
@@ -152,18 +150,16 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_cleanly() {
     conn.write_all(head.as_bytes()).await.unwrap();
     // An agent's live stream is open too; it must not hold the shutdown up.
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let key = leavemsg::agent_key::AgentKey::generate();
-    leavemsg::store::agents::create(
-        &pool,
-        &leavemsg::store::agents::NewAgent {
+    let key = leavemsg::credentials::AgentKey::generate();
+    leavemsg::store::Store::new(pool.clone())
+        .create_agent(&leavemsg::store::agents::NewAgent {
             name: "watcher",
             is_admin: false,
             key_id: key.id(),
             key_hash: &key.secret_hash(),
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await
+        .unwrap();
     let mut stream = reqwest::Client::new()
         .get(server.url("/api/v1/messages/stream"))
         .bearer_auth(key.expose())
@@ -314,18 +310,16 @@ async fn logs_never_hold_phone_numbers_messages_tokens_or_keys() {
     .unwrap();
 
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let key = leavemsg::agent_key::AgentKey::generate();
-    leavemsg::store::agents::create(
-        &pool,
-        &leavemsg::store::agents::NewAgent {
+    let key = leavemsg::credentials::AgentKey::generate();
+    leavemsg::store::Store::new(pool.clone())
+        .create_agent(&leavemsg::store::agents::NewAgent {
             name: "logger",
             is_admin: true,
             key_id: key.id(),
             key_hash: &key.secret_hash(),
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await
+        .unwrap();
     let key = key.expose();
     let api = server.url("/api/v1/messages");
     let list = client

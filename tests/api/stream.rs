@@ -56,10 +56,10 @@ async fn a_message_stored_through_one_instance_reaches_the_others_stream() {
 async fn heartbeats_flow_and_clients_that_leave_are_let_go() {
     let app = spawn_app().await;
     let key = app.create_agent("alice", false).await;
-    assert!(!app.events.is_listening(), "listening with nobody watching");
+    assert!(!app.live.is_listening(), "listening with nobody watching");
     let mut reader = EventReader::open(&app, &key).await;
     let second = EventReader::open(&app, &key).await;
-    assert!(wait_until(ARRIVAL, || async { app.events.clients() == 2 }).await);
+    assert!(wait_until(ARRIVAL, || async { app.live.clients() == 2 }).await);
     assert!(
         reader
             .wait_for(": heartbeat", Duration::from_secs(60))
@@ -69,20 +69,20 @@ async fn heartbeats_flow_and_clients_that_leave_are_let_go() {
     drop(second);
     drop(reader);
     let released = wait_until(Duration::from_secs(60), || async {
-        app.events.clients() == 0
+        app.live.clients() == 0
     })
     .await;
     assert!(
         released,
         "stream clients still counted after they left: {}",
-        app.events.clients()
+        app.live.clients()
     );
     // With nobody watching, the instance stops listening (at the next announcement).
     let (_, token) = app.channel_and_token().await;
     app.store_message(&token, "123456", "unwatched").await;
     assert!(
         wait_until(Duration::from_secs(60), || async {
-            !app.events.is_listening()
+            !app.live.is_listening()
         })
         .await,
         "still listening with nobody watching"

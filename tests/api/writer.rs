@@ -4,8 +4,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use leavemsg::domain::{ChannelId, MessageText, PhoneNo};
-use leavemsg::store::messages::{NewMessage, Stored};
-use leavemsg::store::writer::{Outcome, Writer};
+use leavemsg::store::Store;
+use leavemsg::store::messages::{NewMessage, Outcome, Stored};
+use leavemsg::store::writer::Writer;
 use sha2::{Digest, Sha256};
 
 use crate::helpers::*;
@@ -44,7 +45,7 @@ async fn each_row_is_answered_for_itself(window: Duration) {
     let good = app.token_for(&channel, "good").await;
     let replaced = app.token_for(&channel, "old").await;
     let _newer = app.token_for(&channel, "old").await;
-    let writer = Writer::start(&app.pool, window);
+    let writer = Writer::start(&app.store, window);
 
     // Submitted together, so they share batches: new rows, a duplicate of one of them, a row
     // whose token was replaced meanwhile, and a row PostgreSQL refuses (NUL in a text column).
@@ -113,7 +114,7 @@ async fn a_database_failure_fails_every_request_of_the_batch() {
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy("postgres://nobody@127.0.0.1:1/none")
         .unwrap();
-    let writer = Writer::start(&unreachable, Duration::ZERO);
+    let writer = Writer::start(&Store::new(unreachable), Duration::ZERO);
     let calls: Vec<_> = (0..10)
         .map(|i| writer.write(message(&channel, "v", &format!("m{i}"), None), hash(&token)))
         .collect();

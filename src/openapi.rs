@@ -1,7 +1,8 @@
 //! `GET /openapi.json`: the visitor and agent interfaces, generated from the handlers'
-//! annotations and the types they read and write.
+//! annotations and the types they read and write. It stands above the faces it describes
+//! (beside `startup`), so that no face imports another.
 
-use actix_web::HttpResponse;
+use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -57,4 +58,8 @@ impl Modify for Security {
 
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(openapi_json));
 }

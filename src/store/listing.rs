@@ -1,0 +1,181 @@
+//! Reading messages: the filtered list (keyset pages), one by id, the export stream, and what
+//! the live stream reads back.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+use super::{MessageRow, Store, StoreError};
+use crate::domain::{AgentName, ChannelId, MessageId, PhoneNo, Status};
+
+/// Filters of the list and the CSV export; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: Option<Status>,
+    pub channel_id: Option<ChannelId>,
+    /// Matched on the phone number's digits.
+    pub phone: Option<PhoneNo>,
+    pub agent: Option<AgentName>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A position in list order, `(received_at, id)`: the next page starts after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub received_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl Position {
+    pub fn of(row: &MessageRow) -> Position {
+        Position {
+            received_at: row.received_at,
+            id: row.id,
+        }
+    }
+}
+
+/// Rows the export hands on before its reader must catch up.
+const EXPORT_BUFFER: usize = 256;
+
+impl Store {
+    /// Up to `limit` messages matching `filter`, oldest first, after `after`.
+    #[tracing::instrument(skip_all)]
+    pub async fn list(
+        &self,
+        filter: Filter,
+        after: Option<Position>,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        self.run(move |pool| async move {
+            let mut tx = custom_plans(&pool).await?;
+            let page = query_filtered!(
+                "AND ($7::timestamptz IS NULL OR (received_at, id) > ($7, $8))
+         ORDER BY received_at, id
+         LIMIT $9",
+                filter.status.map(|s| s.as_str()),
+                filter.channel_id.map(|c| c.as_uuid()),
+                filter.phone.as_ref().map(PhoneNo::digits),
+                filter.agent.as_ref().map(AgentName::as_str),
+                filter.from,
+                filter.to,
+                after.map(|p| p.received_at),
+                after.map_or(0, |p| p.id),
+                limit,
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(page)
+        })
+        .await
+    }
+
+    pub async fn message(&self, id: MessageId) -> Result<Option<MessageRow>, StoreError> {
+        self.run(move |pool| async move {
+            query_message!("SELECT", "FROM leave_message WHERE id = $1", id.get())
+                .fetch_optional(&pool)
+                .await
+        })
+        .await
+    }
+
+    /// Several messages by id, in list order (for the live stream).
+    pub async fn messages_by_ids(&self, ids: Vec<i64>) -> Result<Vec<MessageRow>, StoreError> {
+        self.run(move |pool| async move {
+            query_message!(
+                "SELECT",
+                "FROM leave_message WHERE id = ANY($1) ORDER BY received_at, id",
+                &ids
+            )
+            .fetch_all(&pool)
+            .await
+        })
+        .await
+    }
+
+    /// The highest message id stored so far, if any.
+    pub async fn newest_message_id(&self) -> Result<Option<i64>, StoreError> {
+        self.run(|pool| async move {
+            sqlx::query_scalar!("SELECT max(id) FROM leave_message")
+                .fetch_one(&pool)
+                .await
+        })
+        .await
+    }
+
+    /// Messages with an id above `after`, in id order (replayed to streams after a
+    /// reconnection).
+    pub async fn messages_stored_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        self.run(move |pool| async move {
+            query_message!(
+                "SELECT",
+                "FROM leave_message WHERE id > $1 ORDER BY id LIMIT $2",
+                after,
+                limit
+            )
+            .fetch_all(&pool)
+            .await
+        })
+        .await
+    }
+
+    /// Every message matching `filter`, in list order, read as the receiver takes them
+    /// (constant memory however many match; a slow reader slows the query). The query stops
+    /// early when the receiver is dropped.
+    pub fn export(&self, filter: Filter) -> mpsc::Receiver<MessageRow> {
+        let (sink, rows) = mpsc::channel(EXPORT_BUFFER);
+        let pool = self.pool().clone();
+        self.spawn(async move {
+            if let Err(e) = export(&pool, &filter, sink).await {
+                tracing::error!(error = %e, "CSV export stopped by a database error");
+            }
+        });
+        rows
+    }
+}
+
+async fn export(
+    pool: &PgPool,
+    filter: &Filter,
+    sink: mpsc::Sender<MessageRow>,
+) -> Result<(), sqlx::Error> {
+    use futures_util::TryStreamExt;
+    let mut tx = custom_plans(pool).await?;
+    let mut rows = query_filtered!(
+        "ORDER BY received_at, id",
+        filter.status.map(|s| s.as_str()),
+        filter.channel_id.map(|c| c.as_uuid()),
+        filter.phone.as_ref().map(PhoneNo::digits),
+        filter.agent.as_ref().map(AgentName::as_str),
+        filter.from,
+        filter.to,
+    )
+    .fetch(&mut *tx);
+    while let Some(message) = rows.try_next().await? {
+        if sink.send(message).await.is_err() {
+            break;
+        }
+    }
+    drop(rows);
+    tx.commit().await
+}
+
+/// A read transaction whose statements are planned with their actual parameters, so optional
+/// filters (`$1 IS NULL OR …`) fold away and the partial queue indexes are used. (A
+/// `QueryBuilder` that leaves absent filters out would get there too, but loses the
+/// compile-time check of the SQL.)
+async fn custom_plans(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
