@@ -1,17 +1,19 @@
 //! `POST …/applyToken`: issue a ccmessaging-token for a visitor on a channel.
+//!
+//! Order of checks: per-IP limit → content type → size → fields → channel → origin; then the
+//! token is issued, stored as its visitor's current one, and remembered by this instance.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::TOKEN_NAME;
-use super::VisitorState;
-use super::leave_message::string_field;
-use super::request::{self, BodyError};
-use super::vendor_reply::{ApplyTokenReply, ApplyTokenResponse};
+use super::cors::Cors;
+use super::vendor_reply::{self, ApplyTokenResponse, Issued, Refusal};
+use super::{TOKEN_NAME, VisitorState, request};
 use crate::counters;
 use crate::domain::{ChannelId, UserId, UserName};
+use crate::store::channels::Channel;
 use crate::store::tokens::TokenHolder;
 
 #[derive(Deserialize)]
@@ -71,60 +73,53 @@ pub async fn apply_token(
     payload: web::Payload,
     state: web::Data<VisitorState>,
 ) -> HttpResponse {
-    let mut builder = HttpResponse::Ok();
-    let reply = handle(&req, payload, &state, &mut builder).await;
-    reply.into_response(builder)
+    let (outcome, cors) = accept(&req, payload, &state).await;
+    vendor_reply::apply_token(outcome, cors)
 }
 
-async fn handle(
+/// The request, checked, and the token it earns; with the CORS allowance the answer carries.
+async fn accept(
     req: &HttpRequest,
     payload: web::Payload,
     state: &VisitorState,
-    builder: &mut actix_web::HttpResponseBuilder,
-) -> ApplyTokenReply {
-    let client_ip = request::client_ip(req, state);
-    if let Err(r) = state.limits.check_ip(client_ip) {
-        counters::rate_limited("ip");
-        return ApplyTokenReply::RateLimited {
-            retry_after_secs: r.0,
-        };
+) -> (Result<Issued, Refusal>, Cors) {
+    let checked = async {
+        state.limit_ip(request::client_ip(req, &state.trusted_proxies))?;
+        let body = request::read_body(req, payload).await?;
+        let params = parse_body(&body).map_err(Refusal::BadParams)?;
+        let channel = enabled_channel(state, params.channel_id).await?;
+        let cors = Cors::for_channel(req, &channel.origins)?;
+        Ok((params, channel, cors))
+    };
+    match checked.await {
+        Ok((params, channel, cors)) => (issue(state, params, &channel).await, cors),
+        Err(refusal) => (Err(refusal), Cors::default()),
     }
-    let body = match request::read_json_body(req, payload).await {
-        Ok(body) => body,
-        Err(BodyError::UnsupportedMediaType) => return ApplyTokenReply::UnsupportedMediaType,
-        Err(BodyError::TooLarge) => return ApplyTokenReply::TooLarge,
-        Err(BodyError::TooSlow) => return ApplyTokenReply::TooSlow,
-        Err(BodyError::Unreadable) => {
-            return ApplyTokenReply::Refused("request body could not be read".to_owned());
-        }
-    };
-    let params = match parse_body(&body) {
-        Ok(params) => params,
-        Err(why) => return ApplyTokenReply::Refused(why),
-    };
+}
 
-    let channel = match state.store.channel(params.channel_id).await {
-        Ok(Some(channel)) if channel.enabled => channel,
-        Ok(Some(_)) => {
-            return ApplyTokenReply::Refused("channelId names a disabled channel".to_owned());
-        }
-        Ok(None) => {
-            return ApplyTokenReply::Refused("channelId does not name a web channel".to_owned());
-        }
+async fn enabled_channel(state: &VisitorState, id: ChannelId) -> Result<Channel, Refusal> {
+    match state.store.channel(id).await {
+        Ok(Some(channel)) if channel.enabled => Ok(channel),
+        Ok(Some(_)) => Err(Refusal::BadParams(
+            "channelId names a disabled channel".to_owned(),
+        )),
+        Ok(None) => Err(Refusal::BadParams(
+            "channelId does not name a web channel".to_owned(),
+        )),
         Err(e) => {
             tracing::error!(error = ?e, "channel lookup failed");
             counters::database_failure("channel_lookup");
-            return ApplyTokenReply::Unavailable;
+            Err(Refusal::Unavailable)
         }
-    };
-    let origin = request::origin(req);
-    if !request::origin_allowed(req, origin, &channel.origins) {
-        return ApplyTokenReply::ForbiddenOrigin;
     }
-    if let Some(origin) = origin {
-        request::allow_cors(builder, origin);
-    }
+}
 
+/// Issues a token, makes it its visitor's current one, and remembers it.
+async fn issue(
+    state: &VisitorState,
+    params: ApplyTokenParams,
+    channel: &Channel,
+) -> Result<Issued, Refusal> {
     let issued = state
         .signing_key
         .issue(channel.id, params.user_id, Utc::now(), state.token_ttl);
@@ -135,18 +130,17 @@ async fn handle(
     if let Err(e) = saved {
         tracing::error!(error = ?e, "storing a token failed");
         counters::database_failure("store_token");
-        return ApplyTokenReply::Unavailable;
+        return Err(Refusal::Unavailable);
     }
     tracing::info!(channel = %channel.id, "token issued");
-    state.tokens.insert(
-        issued.hash.0,
-        TokenHolder {
-            channel_id: channel.id,
-            user_name: params.user_name.as_str().to_owned(),
-            origins: channel.origins.clone(),
-        },
-        issued.claims.expires_at,
-    );
+    let holder = TokenHolder {
+        channel_id: channel.id,
+        user_name: params.user_name.as_str().to_owned(),
+        origins: channel.origins.clone(),
+    };
+    state
+        .tokens
+        .insert(issued.hash.0, holder, issued.claims.expires_at);
 
     let secure = state.cookie_secure || channel.cross_site;
     let same_site = if channel.cross_site { "None" } else { "Lax" };
@@ -156,16 +150,16 @@ async fn handle(
         state.token_ttl.num_seconds(),
         if secure { "; Secure" } else { "" },
     );
-    ApplyTokenReply::Issued {
+    Ok(Issued {
         token: issued.token,
         set_cookie,
-    }
+    })
 }
 
 fn parse_body(body: &[u8]) -> Result<ApplyTokenParams, String> {
     let raw: RawApplyToken = request::parse_object(body)?;
     fn field<'a>(name: &str, value: Option<&'a Value>) -> Result<&'a str, String> {
-        string_field(name, value).map_err(|e| e.to_string())
+        request::string_field(name, value).map_err(|e| e.to_string())
     }
     Ok(ApplyTokenParams {
         user_id: UserId::parse(field("userId", raw.user_id.as_ref())?)

@@ -1,32 +1,25 @@
 //! `POST …/doLeaveMessage`: store a visitor's message, answering only after it is committed.
 //!
-//! Order of checks: token (signature and expiry, no database) → per-IP limit → token still
-//! current and channel enabled → per-token limit → origin → content type → size → fields →
-//! store. Nothing about the body is read until the token has been accepted.
-//!
-//! "Still current" is first answered from this instance's memory of tokens it has seen valid
-//! (no database round trip). The store re-checks the token in the same statement that writes
-//! the message; and before any other refusal (429, 403, 408, 413, 415, bad parameters) is sent
-//! for a token known only from memory, the database is asked, so a replaced or revoked token
-//! always gets its 401 first, as the contract requires.
+//! Three stages, values flowing forward: [`authenticate`] (the token and its holder; see that
+//! module) → [`accept`] (per-token limit → origin → content type → size → fields → write) →
+//! the answer in the vendor's shape. Nothing about the body is read until the token has been
+//! accepted; and a refusal of the request is only sent once a token known from memory is
+//! confirmed current ([`confirm_before_refusal`]).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::TOKEN_NAME;
-use super::VisitorState;
-use super::request::{self, BodyError};
-use super::vendor_reply::{LeaveMessageReply, LeaveMessageResponse};
+use super::authenticate::{Authenticated, authenticate, confirm_before_refusal};
+use super::cors::Cors;
+use super::vendor_reply::{self, LeaveMessageResponse, Refusal};
+use super::{VisitorState, request};
 use crate::counters;
-use crate::credentials::{TokenError, VerifiedToken};
-use crate::domain::{FieldError, MessageText, PhoneNo};
-use crate::store::StoreError;
+use crate::credentials::VerifiedToken;
+use crate::domain::{MessageText, PhoneNo};
 use crate::store::messages::{NewMessage, Outcome, Stored};
-use crate::store::tokens::TokenHolder;
 use crate::store::writer::Writer;
 
 /// The fields of the request; anything else in the object is ignored.
@@ -91,212 +84,76 @@ pub async fn leave_message(
     state: web::Data<VisitorState>,
     writer: web::Data<Writer>,
 ) -> HttpResponse {
-    let mut builder = HttpResponse::Ok();
-    let mut from_memory = None;
-    let reply = match handle(
-        &req,
-        payload,
-        &state,
-        &writer,
-        &mut builder,
-        &mut from_memory,
-    )
-    .await
-    {
-        Ok(()) => LeaveMessageReply::Saved,
-        Err(reply) => match from_memory {
-            Some(token) if reply.is_refusal_of_the_request() => {
-                confirm_token_before_refusal(&state, &token, reply).await
-            }
-            _ => reply,
-        },
+    let caller = match authenticate(&req, &state).await {
+        Ok(caller) => caller,
+        Err(refusal) => return vendor_reply::leave_message(Err(refusal), Cors::default()),
     };
-    reply.into_response(builder)
+    let (outcome, cors) = accept(&req, payload, &state, &writer, &caller).await;
+    let outcome = confirm_before_refusal(&state, &caller, outcome).await;
+    vendor_reply::leave_message(outcome, cors)
 }
 
-/// A refusal about the request rather than the token is only sent once the database confirms
-/// that the token (known valid from memory) is still current; otherwise the answer is 401.
-async fn confirm_token_before_refusal(
-    state: &VisitorState,
-    token: &VerifiedToken,
-    refusal: LeaveMessageReply,
-) -> LeaveMessageReply {
-    match holder_in_database(state, token).await {
-        Ok(Some(_)) => refusal,
-        Ok(None) => {
-            state.tokens.revoke(&token.hash.0);
-            LeaveMessageReply::Unauthorized(NO_LONGER_VALID)
-        }
-        // Unknown: the database is unreachable; the token was valid when last seen.
-        Err(e) => {
-            tracing::warn!(error = ?e, "could not confirm a remembered token");
-            refusal
-        }
-    }
-}
-
-const NO_LONGER_VALID: &str =
-    "the ccmessaging-token was replaced or revoked, or its channel is disabled";
-
-async fn handle(
+/// The request of an authenticated caller: within its limit, from an allowed origin, with a
+/// good body, stored. Returns the outcome and the CORS allowance the answer carries.
+async fn accept(
     req: &HttpRequest,
     payload: web::Payload,
     state: &VisitorState,
     writer: &Writer,
-    builder: &mut actix_web::HttpResponseBuilder,
-    from_memory: &mut Option<VerifiedToken>,
-) -> Result<(), LeaveMessageReply> {
-    let token = verified_token(req, state)?;
-    let client_ip = request::client_ip(req, state);
-    state.limits.check_ip(client_ip).map_err(|r| {
-        counters::rate_limited("ip");
-        LeaveMessageReply::RateLimited {
-            retry_after_secs: r.0,
-        }
-    })?;
-
-    let (holder, remembered) = current_holder(state, &token).await?;
-    if remembered {
-        *from_memory = Some(token.clone());
+    caller: &Authenticated,
+) -> (Result<(), Refusal>, Cors) {
+    if let Err(refusal) = state.limit_token(&caller.token) {
+        return (Err(refusal), Cors::default());
     }
-    state.limits.check_token(&token.hash).map_err(|r| {
-        counters::rate_limited("token");
-        LeaveMessageReply::RateLimited {
-            retry_after_secs: r.0,
-        }
-    })?;
-    let origin = request::origin(req);
-    if !request::origin_allowed(req, origin, &holder.origins) {
-        return Err(LeaveMessageReply::ForbiddenOrigin);
-    }
-    if let Some(origin) = origin {
-        request::allow_cors(builder, origin);
-    }
+    let cors = match Cors::for_channel(req, &caller.holder.origins) {
+        Ok(cors) => cors,
+        Err(refusal) => return (Err(refusal), Cors::default()),
+    };
+    let stored = async {
+        let body = request::read_body(req, payload).await?;
+        let (phone, text) = parse_body(&body).map_err(Refusal::BadParams)?;
+        store(req, state, writer, caller, phone, text).await
+    };
+    (stored.await, cors)
+}
 
-    let body = request::read_json_body(req, payload)
-        .await
-        .map_err(|e| match e {
-            BodyError::UnsupportedMediaType => LeaveMessageReply::UnsupportedMediaType,
-            BodyError::TooLarge => LeaveMessageReply::TooLarge,
-            BodyError::TooSlow => LeaveMessageReply::TooSlow,
-            BodyError::Unreadable => {
-                LeaveMessageReply::BadParams("request body could not be read".to_owned())
-            }
-        })?;
-    let (phone, text) = parse_body(&body).map_err(LeaveMessageReply::BadParams)?;
-
+/// Hands the message to the writer and waits for its commit.
+async fn store(
+    req: &HttpRequest,
+    state: &VisitorState,
+    writer: &Writer,
+    caller: &Authenticated,
+    phone: PhoneNo,
+    text: MessageText,
+) -> Result<(), Refusal> {
+    let channel = caller.holder.channel_id;
     let new = NewMessage {
-        channel_id: holder.channel_id,
-        user_id: token.claims.user_id.as_str().to_owned(),
-        user_name: holder.user_name,
-        submission_key: submission_key(&token, &phone, &text),
+        channel_id: channel,
+        user_id: caller.token.claims.user_id.as_str().to_owned(),
+        user_name: caller.holder.user_name.clone(),
+        submission_key: submission_key(&caller.token, &phone, &text),
         phone,
         text,
-        client_ip,
+        client_ip: caller.client_ip,
         forwarded_for: request::joined_header(req.headers(), "x-forwarded-for"),
         user_agent: request::header_str(req, header::USER_AGENT.as_str()).map(str::to_owned),
     };
-    match writer.write(new, token.hash.0).await {
+    match writer.write(new, caller.token.hash.0).await {
         Ok(Outcome::Stored(Stored::New(id))) => {
-            tracing::info!(message_id = id, channel = %holder.channel_id, "message stored");
+            tracing::info!(message_id = id, %channel, "message stored");
             counters::message_stored();
             Ok(())
         }
         Ok(Outcome::Stored(Stored::AlreadyStored)) => {
-            tracing::info!(channel = %holder.channel_id, "resubmission of a stored message");
+            tracing::info!(%channel, "resubmission of a stored message");
             counters::message_deduplicated();
             Ok(())
         }
-        Ok(Outcome::TokenNoLongerValid) => {
-            state.tokens.revoke(&token.hash.0);
-            Err(LeaveMessageReply::Unauthorized(NO_LONGER_VALID))
-        }
+        Ok(Outcome::TokenNoLongerValid) => Err(state.forget_token(&caller.token)),
         Err(e) => {
             tracing::error!(error = %e, "storing a message failed");
             counters::database_failure("store_message");
-            Err(LeaveMessageReply::Unavailable)
-        }
-    }
-}
-
-/// The first token, from the Cookie header(s) or the `ccmessaging-token` header, whose
-/// signature and expiry check out.
-fn verified_token(
-    req: &HttpRequest,
-    state: &VisitorState,
-) -> Result<VerifiedToken, LeaveMessageReply> {
-    let now = Utc::now();
-    let mut error = TokenError::Malformed;
-    let mut seen = false;
-    for candidate in token_candidates(req) {
-        seen = true;
-        match state.signing_key.verify(candidate, now) {
-            Ok(token) => return Ok(token),
-            Err(e) => error = e,
-        }
-    }
-    Err(LeaveMessageReply::Unauthorized(if !seen {
-        "the ccmessaging-token is missing"
-    } else {
-        match error {
-            TokenError::Expired => "the ccmessaging-token has expired",
-            TokenError::Malformed | TokenError::BadSignature => {
-                "the ccmessaging-token is not valid"
-            }
-        }
-    }))
-}
-
-fn token_candidates(req: &HttpRequest) -> impl Iterator<Item = &str> {
-    let from_cookies = req
-        .headers()
-        .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| name.trim() == TOKEN_NAME)
-        .map(|(_, value)| value.trim().trim_matches('"'));
-    let from_header = req
-        .headers()
-        .get_all(TOKEN_NAME)
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim);
-    from_cookies.chain(from_header).filter(|t| !t.is_empty())
-}
-
-/// The token's holder if it is its visitor's current token on an enabled channel, asking the
-/// database (not this instance's memory).
-async fn holder_in_database(
-    state: &VisitorState,
-    token: &VerifiedToken,
-) -> Result<Option<TokenHolder>, StoreError> {
-    state
-        .store
-        .token_holder(&token.claims, &token.hash, Utc::now())
-        .await
-}
-
-/// The token's holder, and whether it came from memory (true) rather than the database.
-async fn current_holder(
-    state: &VisitorState,
-    token: &VerifiedToken,
-) -> Result<(TokenHolder, bool), LeaveMessageReply> {
-    let now = Utc::now();
-    if let Some(holder) = state.tokens.get(&token.hash.0, now) {
-        return Ok((holder, true));
-    }
-    match holder_in_database(state, token).await {
-        Ok(Some(holder)) => {
-            state
-                .tokens
-                .insert(token.hash.0, holder.clone(), token.claims.expires_at);
-            Ok((holder, false))
-        }
-        Ok(None) => Err(LeaveMessageReply::Unauthorized(NO_LONGER_VALID)),
-        Err(e) => {
-            tracing::error!(error = ?e, "token lookup failed");
-            counters::database_failure("token_lookup");
-            Err(LeaveMessageReply::Unavailable)
+            Err(Refusal::Unavailable)
         }
     }
 }
@@ -304,23 +161,13 @@ async fn current_holder(
 /// Parses and validates the request body into its two fields.
 pub fn parse_body(body: &[u8]) -> Result<(PhoneNo, MessageText), String> {
     let raw: RawLeaveMessage = request::parse_object(body)?;
-    let phone = string_field("phoneNo", raw.phone_no.as_ref())
+    let phone = request::string_field("phoneNo", raw.phone_no.as_ref())
         .and_then(PhoneNo::parse)
         .map_err(|e| e.to_string())?;
-    let text = string_field("leaveMessage", raw.leave_message.as_ref())
+    let text = request::string_field("leaveMessage", raw.leave_message.as_ref())
         .and_then(MessageText::parse)
         .map_err(|e| e.to_string())?;
     Ok((phone, text))
-}
-
-/// A JSON string field, or an error naming the field and what it was instead.
-pub fn string_field<'a>(name: &str, value: Option<&'a Value>) -> Result<&'a str, FieldError> {
-    match value {
-        None => Err(FieldError::new(name, "is missing")),
-        Some(Value::Null) => Err(FieldError::new(name, "must not be null")),
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(FieldError::new(name, "must be a string")),
-    }
 }
 
 /// Identifies a submission: the same token, phone and text are one message.

@@ -2,20 +2,26 @@
 //! `applyToken` issues a ccmessaging-token, `doLeaveMessage` stores a message.
 
 pub mod apply_token;
+mod authenticate;
 pub mod client_ip;
+mod cors;
 pub mod leave_message;
 mod request;
 pub mod token_cache;
 pub mod vendor_reply;
 
+use std::net::IpAddr;
+
 use actix_web::web;
 use chrono::{Duration, Utc};
 
-use crate::credentials::SigningKey;
+use crate::counters;
+use crate::credentials::{SigningKey, VerifiedToken};
 use crate::domain::TrustedProxies;
-use crate::limits::Limits;
+use crate::limits::{Limits, RetryAfter};
 use crate::store::Store;
 use token_cache::TokenCache;
+use vendor_reply::Refusal;
 
 /// Base path of the vendor's web adapter facade.
 pub const BASE_PATH: &str = "/service-cloud/rest/webadapter/v1/webadapterfacade";
@@ -32,12 +38,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/applyToken")
                     .route(web::post().to(apply_token::apply_token))
-                    .route(options().to(request::preflight)),
+                    .route(options().to(cors::preflight)),
             )
             .service(
                 web::resource("/doLeaveMessage")
                     .route(web::post().to(leave_message::leave_message))
-                    .route(options().to(request::preflight)),
+                    .route(options().to(cors::preflight)),
             ),
     );
 }
@@ -55,6 +61,24 @@ pub struct VisitorState {
 }
 
 impl VisitorState {
+    /// `LEAVEMSG_RATE_PER_IP`, for both calls.
+    fn limit_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.limits.check_ip(ip).map_err(|r| rate_limited("ip", r))
+    }
+
+    /// `LEAVEMSG_RATE_PER_TOKEN`, for doLeaveMessage.
+    fn limit_token(&self, token: &VerifiedToken) -> Result<(), Refusal> {
+        self.limits
+            .check_token(&token.hash)
+            .map_err(|r| rate_limited("token", r))
+    }
+
+    /// Forgets a token the database says is no longer current; the refusal to answer with.
+    fn forget_token(&self, token: &VerifiedToken) -> Refusal {
+        self.tokens.revoke(&token.hash.0);
+        Refusal::Unauthorized(authenticate::NO_LONGER_VALID)
+    }
+
     /// Forgets what has run out: idle rate-limit entries, expired tokens in memory and in the
     /// database.
     pub async fn housekeeping(&self) {
@@ -64,4 +88,9 @@ impl VisitorState {
             tracing::warn!(error = ?e, "could not delete expired tokens");
         }
     }
+}
+
+fn rate_limited(limit: &'static str, RetryAfter(retry_after_secs): RetryAfter) -> Refusal {
+    counters::rate_limited(limit);
+    Refusal::RateLimited { retry_after_secs }
 }

@@ -1,15 +1,17 @@
-//! What both visitor calls read from a request: client IP, origin, content type and body.
+//! What both visitor calls read from a request: headers, client IP, content type and body,
+//! and the JSON object in it.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
+use serde_json::Value;
 
 use super::MAX_BODY_BYTES;
-use super::VisitorState;
 use super::client_ip;
-use crate::domain::WebOrigin;
+use super::vendor_reply::Refusal;
+use crate::domain::{FieldError, TrustedProxies};
 
 /// All values of a header joined with ", ", as proxies treat repeated headers.
 pub fn joined_header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -25,91 +27,19 @@ pub fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 }
 
 /// The visitor's address (see [`client_ip::resolve`]).
-pub fn client_ip(req: &HttpRequest, state: &VisitorState) -> IpAddr {
+pub fn client_ip(req: &HttpRequest, trusted_proxies: &TrustedProxies) -> IpAddr {
     let peer = req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    if state.trusted_proxies.is_empty() {
+    if trusted_proxies.is_empty() {
         return peer.to_canonical();
     }
     client_ip::resolve(
         peer,
         joined_header(req.headers(), "x-forwarded-for").as_deref(),
         header_str(req, "x-real-ip"),
-        &state.trusted_proxies,
+        trusted_proxies,
     )
-}
-
-/// The request's `Origin`, if a browser sent one.
-pub fn origin(req: &HttpRequest) -> Option<&str> {
-    header_str(req, header::ORIGIN.as_str()).filter(|o| !o.is_empty())
-}
-
-/// Whether a request from `origin` may act on a channel with `allowed` origins. Requests with
-/// no Origin (not from a browser page, or same-origin GET) are allowed; so are the service's
-/// own pages, whose origin's host is the request's Host.
-pub fn origin_allowed(req: &HttpRequest, origin: Option<&str>, allowed: &[String]) -> bool {
-    let Some(origin) = origin else {
-        return true;
-    };
-    if normalized_origin(origin).is_some_and(|o| allowed.iter().any(|a| a == o.as_str())) {
-        return true;
-    }
-    let host = header_str(req, header::HOST.as_str()).unwrap_or_default();
-    let lowered = origin.trim_end_matches('/').to_ascii_lowercase();
-    let origin_host = lowered
-        .strip_prefix("https://")
-        .or_else(|| lowered.strip_prefix("http://"));
-    !host.is_empty() && origin_host.is_some_and(|h| h.eq_ignore_ascii_case(host))
-}
-
-/// An `Origin` header in the form channels store their origins in (see [`WebOrigin`]);
-/// `None` for anything that is not a web origin, such as `null`.
-fn normalized_origin(origin: &str) -> Option<WebOrigin> {
-    WebOrigin::parse(origin).ok()
-}
-
-/// Adds the CORS headers that let a page on `origin` read the answer and send cookies.
-pub fn allow_cors(builder: &mut HttpResponseBuilder, origin: &str) {
-    builder
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"))
-        .insert_header((header::VARY, "Origin"));
-}
-
-/// `OPTIONS` preflight: answered for origins that some enabled channel lists. The preflight
-/// carries no token or body, so which channel is meant is not known yet; the real request is
-/// checked against its own channel.
-pub async fn preflight(req: HttpRequest, state: web::Data<VisitorState>) -> HttpResponse {
-    let Some(origin) = origin(&req) else {
-        return HttpResponse::NoContent().finish();
-    };
-    let Some(normalized) = normalized_origin(origin) else {
-        return HttpResponse::Forbidden()
-            .insert_header((header::VARY, "Origin"))
-            .finish();
-    };
-    match state.store.origin_is_registered(normalized).await {
-        Ok(true) => {
-            let mut builder = HttpResponse::NoContent();
-            allow_cors(&mut builder, origin);
-            builder
-                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST, OPTIONS"))
-                .insert_header((
-                    header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    "content-type, ccmessaging-token",
-                ))
-                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
-                .finish()
-        }
-        Ok(false) => HttpResponse::Forbidden()
-            .insert_header((header::VARY, "Origin"))
-            .finish(),
-        Err(e) => {
-            tracing::error!(error = ?e, "preflight origin lookup failed");
-            HttpResponse::ServiceUnavailable().finish()
-        }
-    }
 }
 
 /// Why a body was not read.
@@ -141,6 +71,16 @@ pub fn is_json_content_type(req: &HttpRequest) -> bool {
                     && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
             })
         })
+}
+
+/// Reads a JSON body as [`read_json_body`] does; what stops it is the refusal to answer with.
+pub async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<web::BytesMut, Refusal> {
+    read_json_body(req, payload).await.map_err(|e| match e {
+        BodyError::UnsupportedMediaType => Refusal::UnsupportedMediaType,
+        BodyError::TooLarge => Refusal::TooLarge,
+        BodyError::TooSlow => Refusal::TooSlow,
+        BodyError::Unreadable => Refusal::BadParams("request body could not be read".to_owned()),
+    })
 }
 
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`], refusing early on Content-Length.
@@ -243,5 +183,15 @@ fn describe_json_error(body: &[u8], e: &serde_json::Error) -> String {
         Category::Syntax | Category::Eof | Category::Io => {
             format!("request body is not valid JSON: {e}")
         }
+    }
+}
+
+/// A JSON string field, or an error naming the field and what it was instead.
+pub fn string_field<'a>(name: &str, value: Option<&'a Value>) -> Result<&'a str, FieldError> {
+    match value {
+        None => Err(FieldError::new(name, "is missing")),
+        Some(Value::Null) => Err(FieldError::new(name, "must not be null")),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(FieldError::new(name, "must be a string")),
     }
 }

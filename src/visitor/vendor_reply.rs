@@ -1,9 +1,15 @@
 //! The vendor's wire shapes. Nothing else in the code spells `returnCode`.
+//!
+//! Both calls end in one of the same [`Refusal`]s or in their own success; [`leave_message`]
+//! and [`apply_token`] render either in that call's shape, with the CORS allowance the request
+//! earned.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use serde::Serialize;
+
+use super::cors::Cors;
 
 /// The answer to doLeaveMessage, in the seed document's field order.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -19,19 +25,37 @@ pub struct LeaveMessageResponse<'a> {
     result_desc: &'a str,
 }
 
+/// The answer to applyToken.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyTokenResponse<'a> {
+    /// "0" issued; "3" refused (the description says why); "429" rate limit; "13" database failure.
+    result_code: &'a str,
+    result_desc: &'a str,
+    /// The ccmessaging-token (also set as a cookie); only when issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+}
+
 const PARAMS_ERROR: &str = "the leaveMessageParams is error.";
 const SAVE_OK: &str = "Save leaveMessage success!";
 const SAVE_FAILED: &str = "Save leaveMessage failed!";
+const TOO_LARGE: &str = "request body is larger than 64 KiB";
+const TOO_SLOW: &str = "request body was not sent in time";
+const NOT_JSON: &str = "Content-Type must be application/json; charset=UTF-8";
+const ORIGIN_REFUSED: &str = "this web origin is not allowed for the channel";
+const RATE_LIMITED: &str = "rate limit exceeded, retry later";
 
-/// Every way doLeaveMessage can end.
+/// Every way either call can refuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaveMessageReply {
-    Saved,
-    /// Bad parameters: HTTP 200, code "3"; the text says which field and why.
+pub enum Refusal {
+    /// Bad parameters (or, for applyToken, an unknown or disabled channel): HTTP 200, code
+    /// "3"; the text says which field and why.
     BadParams(String),
     TooLarge,
     TooSlow,
     UnsupportedMediaType,
+    /// doLeaveMessage only: the token is missing, forged, expired, replaced or revoked.
     Unauthorized(&'static str),
     ForbiddenOrigin,
     RateLimited {
@@ -40,10 +64,10 @@ pub enum LeaveMessageReply {
     Unavailable,
 }
 
-impl LeaveMessageReply {
+impl Refusal {
     /// A refusal because of the request itself (its rate, origin, body), not its token or the
     /// database.
-    pub fn is_refusal_of_the_request(&self) -> bool {
+    pub fn is_about_the_request(&self) -> bool {
         matches!(
             self,
             Self::BadParams(_)
@@ -57,7 +81,7 @@ impl LeaveMessageReply {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Saved | Self::BadParams(_) => StatusCode::OK,
+            Self::BadParams(_) => StatusCode::OK,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -68,10 +92,9 @@ impl LeaveMessageReply {
         }
     }
 
-    /// The `returnCode`/`resultCode` value.
+    /// The `resultCode` value (and doLeaveMessage's `returnCode`).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Saved => "0",
             Self::BadParams(_)
             | Self::TooLarge
             | Self::TooSlow
@@ -83,117 +106,95 @@ impl LeaveMessageReply {
         }
     }
 
-    pub fn into_response(self, mut builder: HttpResponseBuilder) -> HttpResponse {
-        let code = self.code();
-        let (description, result_desc): (&str, &str) = match &self {
-            Self::Saved => ("", SAVE_OK),
-            Self::BadParams(why) => (PARAMS_ERROR, why),
-            Self::TooLarge => (PARAMS_ERROR, "request body is larger than 64 KiB"),
-            Self::TooSlow => (PARAMS_ERROR, "request body was not sent in time"),
-            Self::UnsupportedMediaType => (
-                PARAMS_ERROR,
-                "Content-Type must be application/json; charset=UTF-8",
-            ),
-            Self::Unauthorized(why) => ("the ccmessaging-token is invalid.", why),
-            Self::ForbiddenOrigin => (
-                "the request origin is not allowed.",
-                "this web origin is not allowed for the channel",
-            ),
-            Self::RateLimited { .. } => ("too many requests.", "rate limit exceeded, retry later"),
-            Self::Unavailable => (SAVE_FAILED, SAVE_FAILED),
-        };
-        builder.status(self.status());
+    /// A builder with this refusal's status and headers.
+    fn builder(&self, cors: Cors) -> HttpResponseBuilder {
+        let mut builder = HttpResponse::build(self.status());
+        cors.insert_into(&mut builder);
         if let Self::RateLimited { retry_after_secs } = self {
             builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
-        json(
-            builder,
-            &LeaveMessageResponse {
-                return_code: code,
-                result_code: code,
-                description,
-                result_desc,
-            },
-        )
+        builder
     }
 }
 
-/// The answer to applyToken.
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ApplyTokenResponse<'a> {
-    /// "0" issued; "3" refused (the description says why); "429" rate limit; "13" database failure.
-    result_code: &'a str,
-    result_desc: &'a str,
-    /// The ccmessaging-token (also set as a cookie); only when issued.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<&'a str>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApplyTokenReply {
-    Issued {
-        token: String,
-        set_cookie: String,
-    },
-    /// Unknown or disabled channel, or bad fields: HTTP 200, code "3".
-    Refused(String),
-    TooLarge,
-    TooSlow,
-    UnsupportedMediaType,
-    ForbiddenOrigin,
-    RateLimited {
-        retry_after_secs: u64,
-    },
-    Unavailable,
-}
-
-impl ApplyTokenReply {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Issued { .. } | Self::Refused(_) => StatusCode::OK,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::TooSlow => StatusCode::REQUEST_TIMEOUT,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::ForbiddenOrigin => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+/// doLeaveMessage's answer: stored, or refused.
+pub fn leave_message(outcome: Result<(), Refusal>, cors: Cors) -> HttpResponse {
+    let refusal = match outcome {
+        Ok(()) => {
+            let mut builder = HttpResponse::Ok();
+            cors.insert_into(&mut builder);
+            return json(builder, &leave_message_body("0", "", SAVE_OK));
         }
-    }
+        Err(refusal) => refusal,
+    };
+    let (description, result_desc): (&str, &str) = match &refusal {
+        Refusal::BadParams(why) => (PARAMS_ERROR, why),
+        Refusal::TooLarge => (PARAMS_ERROR, TOO_LARGE),
+        Refusal::TooSlow => (PARAMS_ERROR, TOO_SLOW),
+        Refusal::UnsupportedMediaType => (PARAMS_ERROR, NOT_JSON),
+        Refusal::Unauthorized(why) => ("the ccmessaging-token is invalid.", why),
+        Refusal::ForbiddenOrigin => ("the request origin is not allowed.", ORIGIN_REFUSED),
+        Refusal::RateLimited { .. } => ("too many requests.", RATE_LIMITED),
+        Refusal::Unavailable => (SAVE_FAILED, SAVE_FAILED),
+    };
+    let body = leave_message_body(refusal.code(), description, result_desc);
+    json(refusal.builder(cors), &body)
+}
 
-    pub fn into_response(self, mut builder: HttpResponseBuilder) -> HttpResponse {
-        builder.status(self.status());
-        let (code, desc, token): (&str, &str, Option<&str>) = match &self {
-            Self::Issued { token, set_cookie } => {
-                if let Ok(value) = HeaderValue::from_str(set_cookie) {
-                    builder.insert_header((header::SET_COOKIE, value));
-                }
-                ("0", "apply token success.", Some(token))
-            }
-            Self::Refused(why) => ("3", why, None),
-            Self::TooLarge => ("3", "request body is larger than 64 KiB", None),
-            Self::TooSlow => ("3", "request body was not sent in time", None),
-            Self::UnsupportedMediaType => (
-                "3",
-                "Content-Type must be application/json; charset=UTF-8",
-                None,
-            ),
-            Self::ForbiddenOrigin => ("3", "this web origin is not allowed for the channel", None),
-            Self::RateLimited { retry_after_secs } => {
-                builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
-                ("429", "rate limit exceeded, retry later", None)
-            }
-            Self::Unavailable => ("13", "apply token failed.", None),
-        };
-        json(
-            builder,
-            &ApplyTokenResponse {
-                result_code: code,
-                result_desc: desc,
-                token,
-            },
-        )
+fn leave_message_body<'a>(
+    code: &'a str,
+    description: &'a str,
+    result_desc: &'a str,
+) -> LeaveMessageResponse<'a> {
+    LeaveMessageResponse {
+        return_code: code,
+        result_code: code,
+        description,
+        result_desc,
     }
+}
+
+/// A token applyToken issued, and the cookie that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub token: String,
+    pub set_cookie: String,
+}
+
+/// applyToken's answer: issued, or refused.
+pub fn apply_token(outcome: Result<Issued, Refusal>, cors: Cors) -> HttpResponse {
+    let refusal = match outcome {
+        Ok(issued) => {
+            let mut builder = HttpResponse::Ok();
+            cors.insert_into(&mut builder);
+            if let Ok(value) = HeaderValue::from_str(&issued.set_cookie) {
+                builder.insert_header((header::SET_COOKIE, value));
+            }
+            let body = ApplyTokenResponse {
+                result_code: "0",
+                result_desc: "apply token success.",
+                token: Some(&issued.token),
+            };
+            return json(builder, &body);
+        }
+        Err(refusal) => refusal,
+    };
+    let result_desc: &str = match &refusal {
+        Refusal::BadParams(why) => why,
+        Refusal::TooLarge => TOO_LARGE,
+        Refusal::TooSlow => TOO_SLOW,
+        Refusal::UnsupportedMediaType => NOT_JSON,
+        Refusal::Unauthorized(why) => why,
+        Refusal::ForbiddenOrigin => ORIGIN_REFUSED,
+        Refusal::RateLimited { .. } => RATE_LIMITED,
+        Refusal::Unavailable => "apply token failed.",
+    };
+    let body = ApplyTokenResponse {
+        result_code: refusal.code(),
+        result_desc,
+        token: None,
+    };
+    json(refusal.builder(cors), &body)
 }
 
 fn json(mut builder: HttpResponseBuilder, body: &impl Serialize) -> HttpResponse {
@@ -216,7 +217,7 @@ mod tests {
 
     #[actix_web::test]
     async fn success_is_the_seed_documents_bytes() {
-        let resp = LeaveMessageReply::Saved.into_response(HttpResponse::Ok());
+        let resp = leave_message(Ok(()), Cors::default());
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(
             body_of(resp).await,
@@ -226,7 +227,7 @@ mod tests {
 
     #[actix_web::test]
     async fn database_failure_is_code_13() {
-        let resp = LeaveMessageReply::Unavailable.into_response(HttpResponse::Ok());
+        let resp = leave_message(Err(Refusal::Unavailable), Cors::default());
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             body_of(resp).await,
@@ -236,10 +237,12 @@ mod tests {
 
     #[actix_web::test]
     async fn rate_limited_carries_retry_after() {
-        let resp = LeaveMessageReply::RateLimited {
-            retry_after_secs: 7,
-        }
-        .into_response(HttpResponse::Ok());
+        let resp = leave_message(
+            Err(Refusal::RateLimited {
+                retry_after_secs: 7,
+            }),
+            Cors::default(),
+        );
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(resp.headers().get(header::RETRY_AFTER).unwrap(), "7");
         assert!(

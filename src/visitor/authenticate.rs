@@ -1,0 +1,150 @@
+//! doLeaveMessage's first stage: who is calling. The token comes from the Cookie header(s) or
+//! the `ccmessaging-token` header; its signature and expiry are checked without the database;
+//! then the per-IP limit (before any database work); then its holder, remembered by this
+//! instance or asked of the store.
+//!
+//! A holder remembered from memory may be stale (the token replaced or revoked through another
+//! instance, or the channel disabled). The write re-checks the token in its own statement; and
+//! [`confirm_before_refusal`] makes any other refusal wait for the database's word, so a token
+//! that is no longer current always gets its 401 first, as the contract requires.
+
+use std::net::IpAddr;
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use chrono::Utc;
+
+use super::vendor_reply::Refusal;
+use super::{TOKEN_NAME, VisitorState, request};
+use crate::counters;
+use crate::credentials::{TokenError, VerifiedToken};
+use crate::store::StoreError;
+use crate::store::tokens::TokenHolder;
+
+pub const NO_LONGER_VALID: &str =
+    "the ccmessaging-token was replaced or revoked, or its channel is disabled";
+
+/// A caller whose token checked out.
+pub struct Authenticated {
+    pub token: VerifiedToken,
+    pub holder: TokenHolder,
+    pub client_ip: IpAddr,
+    /// The holder came from this instance's memory rather than the database.
+    remembered: bool,
+}
+
+/// Token, per-IP limit, holder: the caller, or why not.
+pub async fn authenticate(
+    req: &HttpRequest,
+    state: &VisitorState,
+) -> Result<Authenticated, Refusal> {
+    let token = verified_token(req, state)?;
+    let client_ip = request::client_ip(req, &state.trusted_proxies);
+    state.limit_ip(client_ip)?;
+    let now = Utc::now();
+    if let Some(holder) = state.tokens.get(&token.hash.0, now) {
+        return Ok(Authenticated {
+            token,
+            holder,
+            client_ip,
+            remembered: true,
+        });
+    }
+    match holder_in_database(state, &token).await {
+        Ok(Some(holder)) => {
+            let expires_at = token.claims.expires_at;
+            state
+                .tokens
+                .insert(token.hash.0, holder.clone(), expires_at);
+            Ok(Authenticated {
+                token,
+                holder,
+                client_ip,
+                remembered: false,
+            })
+        }
+        Ok(None) => Err(Refusal::Unauthorized(NO_LONGER_VALID)),
+        Err(e) => {
+            tracing::error!(error = ?e, "token lookup failed");
+            counters::database_failure("token_lookup");
+            Err(Refusal::Unavailable)
+        }
+    }
+}
+
+/// A refusal about the request rather than the token is only sent once the database confirms
+/// that a token known valid from memory is still current; otherwise the answer is 401.
+pub async fn confirm_before_refusal<T>(
+    state: &VisitorState,
+    caller: &Authenticated,
+    outcome: Result<T, Refusal>,
+) -> Result<T, Refusal> {
+    match outcome {
+        Err(refusal) if caller.remembered && refusal.is_about_the_request() => {
+            match holder_in_database(state, &caller.token).await {
+                Ok(Some(_)) => Err(refusal),
+                Ok(None) => Err(state.forget_token(&caller.token)),
+                // Unknown: the database is unreachable; the token was valid when last seen.
+                Err(e) => {
+                    tracing::warn!(error = ?e, "could not confirm a remembered token");
+                    Err(refusal)
+                }
+            }
+        }
+        other => other,
+    }
+}
+
+/// The first token, from the Cookie header(s) or the `ccmessaging-token` header, whose
+/// signature and expiry check out.
+fn verified_token(req: &HttpRequest, state: &VisitorState) -> Result<VerifiedToken, Refusal> {
+    let now = Utc::now();
+    let mut error = TokenError::Malformed;
+    let mut seen = false;
+    for candidate in token_candidates(req) {
+        seen = true;
+        match state.signing_key.verify(candidate, now) {
+            Ok(token) => return Ok(token),
+            Err(e) => error = e,
+        }
+    }
+    Err(Refusal::Unauthorized(if !seen {
+        "the ccmessaging-token is missing"
+    } else {
+        match error {
+            TokenError::Expired => "the ccmessaging-token has expired",
+            TokenError::Malformed | TokenError::BadSignature => {
+                "the ccmessaging-token is not valid"
+            }
+        }
+    }))
+}
+
+fn token_candidates(req: &HttpRequest) -> impl Iterator<Item = &str> {
+    let from_cookies = req
+        .headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| name.trim() == TOKEN_NAME)
+        .map(|(_, value)| value.trim().trim_matches('"'));
+    let from_header = req
+        .headers()
+        .get_all(TOKEN_NAME)
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim);
+    from_cookies.chain(from_header).filter(|t| !t.is_empty())
+}
+
+/// The token's holder if it is its visitor's current token on an enabled channel, asking the
+/// database (not this instance's memory).
+async fn holder_in_database(
+    state: &VisitorState,
+    token: &VerifiedToken,
+) -> Result<Option<TokenHolder>, StoreError> {
+    state
+        .store
+        .token_holder(&token.claims, &token.hash, Utc::now())
+        .await
+}
