@@ -14,7 +14,7 @@ use actix_web::HttpRequest;
 use actix_web::http::header;
 use chrono::Utc;
 
-use super::vendor_reply::Refusal;
+use super::refusal::Refusal;
 use super::{TOKEN_NAME, VisitorState, request};
 use crate::counters;
 use crate::credentials::{TokenError, VerifiedToken};

@@ -5,8 +5,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 
 use super::VisitorState;
+use super::refusal::Refusal;
 use super::request::header_str;
-use super::vendor_reply::Refusal;
 use crate::domain::WebOrigin;
 
 /// The CORS headers an answer carries: none, or those that let a page on one origin read it

@@ -6,6 +6,7 @@ mod authenticate;
 pub mod client_ip;
 mod cors;
 pub mod leave_message;
+mod refusal;
 mod request;
 pub mod token_cache;
 pub mod vendor_reply;
@@ -20,8 +21,8 @@ use crate::credentials::{SigningKey, VerifiedToken};
 use crate::domain::TrustedProxies;
 use crate::limits::{Limits, RetryAfter};
 use crate::store::Store;
+use refusal::Refusal;
 use token_cache::TokenCache;
-use vendor_reply::Refusal;
 
 /// Base path of the vendor's web adapter facade.
 pub const BASE_PATH: &str = "/service-cloud/rest/webadapter/v1/webadapterfacade";

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::MAX_BODY_BYTES;
 use super::client_ip;
-use super::vendor_reply::Refusal;
+use super::refusal::Refusal;
 use crate::domain::{FieldError, TrustedProxies};
 
 /// All values of a header joined with ", ", as proxies treat repeated headers.

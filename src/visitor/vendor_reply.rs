@@ -4,12 +4,12 @@
 //! and [`apply_token`] render either in that call's shape, with the CORS allowance the request
 //! earned.
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use serde::Serialize;
 
 use super::cors::Cors;
+pub use super::refusal::Refusal;
 
 /// The answer to doLeaveMessage, in the seed document's field order.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -46,75 +46,14 @@ const NOT_JSON: &str = "Content-Type must be application/json; charset=UTF-8";
 const ORIGIN_REFUSED: &str = "this web origin is not allowed for the channel";
 const RATE_LIMITED: &str = "rate limit exceeded, retry later";
 
-/// Every way either call can refuse.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Bad parameters (or, for applyToken, an unknown or disabled channel): HTTP 200, code
-    /// "3"; the text says which field and why.
-    BadParams(String),
-    TooLarge,
-    TooSlow,
-    UnsupportedMediaType,
-    /// doLeaveMessage only: the token is missing, forged, expired, replaced or revoked.
-    Unauthorized(&'static str),
-    ForbiddenOrigin,
-    RateLimited {
-        retry_after_secs: u64,
-    },
-    Unavailable,
-}
-
-impl Refusal {
-    /// A refusal because of the request itself (its rate, origin, body), not its token or the
-    /// database.
-    pub fn is_about_the_request(&self) -> bool {
-        matches!(
-            self,
-            Self::BadParams(_)
-                | Self::TooLarge
-                | Self::TooSlow
-                | Self::UnsupportedMediaType
-                | Self::ForbiddenOrigin
-                | Self::RateLimited { .. }
-        )
+/// A builder with a refusal's status and headers.
+fn refused(refusal: &Refusal, cors: Cors) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::build(refusal.status());
+    cors.insert_into(&mut builder);
+    if let Refusal::RateLimited { retry_after_secs } = refusal {
+        builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
     }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadParams(_) => StatusCode::OK,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::TooSlow => StatusCode::REQUEST_TIMEOUT,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::ForbiddenOrigin => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The `resultCode` value (and doLeaveMessage's `returnCode`).
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::BadParams(_)
-            | Self::TooLarge
-            | Self::TooSlow
-            | Self::UnsupportedMediaType
-            | Self::ForbiddenOrigin => "3",
-            Self::Unauthorized(_) => "401",
-            Self::RateLimited { .. } => "429",
-            Self::Unavailable => "13",
-        }
-    }
-
-    /// A builder with this refusal's status and headers.
-    fn builder(&self, cors: Cors) -> HttpResponseBuilder {
-        let mut builder = HttpResponse::build(self.status());
-        cors.insert_into(&mut builder);
-        if let Self::RateLimited { retry_after_secs } = self {
-            builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
-        }
-        builder
-    }
+    builder
 }
 
 /// doLeaveMessage's answer: stored, or refused.
@@ -138,7 +77,7 @@ pub fn leave_message(outcome: Result<(), Refusal>, cors: Cors) -> HttpResponse {
         Refusal::Unavailable => (SAVE_FAILED, SAVE_FAILED),
     };
     let body = leave_message_body(refusal.code(), description, result_desc);
-    json(refusal.builder(cors), &body)
+    json(refused(&refusal, cors), &body)
 }
 
 fn leave_message_body<'a>(
@@ -194,7 +133,7 @@ pub fn apply_token(outcome: Result<Issued, Refusal>, cors: Cors) -> HttpResponse
         result_desc,
         token: None,
     };
-    json(refusal.builder(cors), &body)
+    json(refused(&refusal, cors), &body)
 }
 
 fn json(mut builder: HttpResponseBuilder, body: &impl Serialize) -> HttpResponse {
@@ -210,6 +149,7 @@ fn json(mut builder: HttpResponseBuilder, body: &impl Serialize) -> HttpResponse
 mod tests {
     use super::*;
     use actix_web::body::to_bytes;
+    use actix_web::http::StatusCode;
 
     async fn body_of(resp: HttpResponse) -> String {
         String::from_utf8(to_bytes(resp.into_body()).await.unwrap().to_vec()).unwrap()
