@@ -34,7 +34,7 @@ impl Application {
     /// Connects (starting the embedded cluster if needed), migrates, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         ops::metrics::handle();
-        let database = Database::open(&settings).await?;
+        let database = Database::open(&settings.database).await?;
         store::migrate(&database.pool).await?;
         let signing_key = store::tokens::signing_key(&database.pool).await?;
         let state = web::Data::new(AppState {

@@ -119,8 +119,8 @@ pub fn test_settings(database_url: String) -> Settings {
     ])
     .expect("test settings");
     let mut settings = Settings::from(cli.settings);
-    settings.database_url = Some(database_url);
-    settings.max_db_connections = 8;
+    settings.database.url = Some(database_url);
+    settings.database.max_connections = 8;
     settings
 }
 
