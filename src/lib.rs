@@ -7,7 +7,6 @@ pub mod agent_key;
 pub mod cli;
 pub mod commands;
 pub mod domain;
-pub mod embedded_pg;
 pub mod events;
 pub mod limits;
 pub mod ops;

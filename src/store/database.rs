@@ -1,14 +1,15 @@
-//! Opening and closing the database: a PostgreSQL server given by URL, or the embedded cluster.
+//! Opening and closing the database: a PostgreSQL server given by URL, or the embedded cluster
+//! (a private PostgreSQL run with the machine's server programs, see the embedded-pg crate).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use embedded_pg::{Cluster, ClusterBuilder};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
 use super::{ACQUIRE_TIMEOUT, STATEMENT_TIMEOUT};
-use crate::embedded_pg::Cluster;
 
 /// The database name of the embedded cluster.
 const EMBEDDED_DATABASE: &str = "leavemsg";
@@ -35,6 +36,19 @@ impl std::fmt::Debug for DatabaseConfig {
     }
 }
 
+/// The embedded cluster in `data_dir`, with the names leavemsg has always used for it: the
+/// folders, OS user, database superuser and files of existing installations depend on them.
+pub fn embedded_cluster(data_dir: &Path) -> ClusterBuilder {
+    Cluster::builder(data_dir)
+        .superuser("leavemsg")
+        .system_user("leavemsg")
+        .fallback_root("/var/lib/leavemsg/clusters")
+        .socket_fallback_prefix("/tmp/leavemsg-")
+        .bin_dir_env("LEAVEMSG_PG_BIN")
+        .config_file("leavemsg.conf")
+        .managed_by("leavemsg")
+}
+
 /// The connection pool, plus the private cluster when there is no `DATABASE_URL`.
 pub struct Database {
     pub pool: PgPool,
@@ -45,17 +59,19 @@ impl Database {
     /// Connects to `config.url`, or starts (or reuses) the embedded cluster and connects to it.
     /// Blocking parts (starting the cluster) run off the async runtime.
     pub async fn open(config: &DatabaseConfig) -> anyhow::Result<Database> {
-        let (url, cluster) = match &config.url {
-            Some(url) => (url.clone(), None),
+        let (options, cluster) = match &config.url {
+            Some(url) => (connect_options(url)?, None),
             None => {
-                let data_dir = config.data_dir.clone();
-                let cluster =
-                    tokio::task::spawn_blocking(move || Cluster::start(&data_dir)).await??;
-                ensure_database(&cluster).await?;
-                (cluster.database_url(EMBEDDED_DATABASE), Some(cluster))
+                let builder = embedded_cluster(&config.data_dir);
+                let cluster = tokio::task::spawn_blocking(move || {
+                    let cluster = builder.start().map_err(with_alternative)?;
+                    cluster.ensure_database(EMBEDDED_DATABASE)?;
+                    anyhow::Ok(cluster)
+                })
+                .await??;
+                (cluster_connect_options(&cluster), Some(cluster))
             }
         };
-        let options = connect_options(&url)?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             // A broken connection fails one statement and is then dropped; pinging before every
@@ -97,64 +113,97 @@ impl Database {
     }
 }
 
-/// Connection settings from a URL, with the timeouts every connection carries.
+/// Connection settings from a URL, with the settings every connection carries.
 pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(url)
-        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    Ok(session_settings(options))
+}
+
+/// Connection settings for the embedded cluster's database, over its unix socket. No password:
+/// the cluster trusts local connections, and only its owner can open the socket's folder.
+fn cluster_connect_options(cluster: &Cluster) -> PgConnectOptions {
+    let options = PgConnectOptions::new_without_pgpass()
+        .socket(cluster.socket_dir())
+        .port(cluster.port())
+        .username(cluster.superuser())
+        .database(EMBEDDED_DATABASE);
+    session_settings(options)
+}
+
+/// What every connection carries, whichever server it goes to.
+fn session_settings(options: PgConnectOptions) -> PgConnectOptions {
+    options
         .application_name("leavemsg")
         .options([(
             "statement_timeout",
             STATEMENT_TIMEOUT.as_millis().to_string(),
         )])
         .log_statements(tracing::log::LevelFilter::Debug)
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-    Ok(options)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
 }
 
-async fn ensure_database(cluster: &Cluster) -> anyhow::Result<()> {
-    let mut conn = connect_options(&cluster.database_url("postgres"))?
-        .connect()
-        .await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(EMBEDDED_DATABASE)
-            .fetch_one(&mut conn)
-            .await?;
-    if !exists {
-        // Another process may create it at the same moment; that is fine.
-        // (The name is EMBEDDED_DATABASE; DDL takes no bind parameters.)
-        let created = sqlx::query("CREATE DATABASE leavemsg")
-            .execute(&mut conn)
-            .await;
-        if let Err(e) = created {
-            let duplicate = e
-                .as_database_error()
-                .and_then(|d| d.code())
-                .is_some_and(|c| c == "42P04");
-            if !duplicate {
-                return Err(e.into());
-            }
+/// The embedded cluster's own messages end with what to install or create; leavemsg has one
+/// more way out, a PostgreSQL server of one's own.
+fn with_alternative(error: embedded_pg::Error) -> anyhow::Error {
+    match error {
+        embedded_pg::Error::NoServerPrograms => {
+            anyhow::anyhow!("{error} or set DATABASE_URL to an existing PostgreSQL")
         }
+        embedded_pg::Error::OsUser { .. } => anyhow::anyhow!("{error} or set DATABASE_URL"),
+        other => other.into(),
     }
-    Ok(())
 }
 
-async fn other_clients(cluster: &Cluster) -> anyhow::Result<i64> {
-    let mut conn = connect_options(&cluster.database_url("postgres"))?
-        .connect()
-        .await?;
-    let count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-    )
-    .fetch_one(&mut conn)
-    .await?;
-    Ok(count)
+/// Client connections to the embedded cluster other than the one asking. psql runs as a
+/// process, so off the async runtime.
+async fn other_clients(cluster: &Cluster) -> anyhow::Result<u32> {
+    let cluster = cluster.clone();
+    Ok(tokio::task::spawn_blocking(move || cluster.connected_clients()).await??)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embedded_errors_offer_database_url() {
+        assert_eq!(
+            with_alternative(embedded_pg::Error::NoServerPrograms).to_string(),
+            "PostgreSQL server programs (initdb, pg_ctl) were not found on PATH or in the usual install folders: install them (Debian/Ubuntu: apt-get install postgresql; Fedora/RHEL: dnf install postgresql-server; macOS: brew install postgresql) or set DATABASE_URL to an existing PostgreSQL"
+        );
+        let os_user = embedded_pg::Error::OsUser {
+            detail: "useradd: not found".into(),
+        };
+        assert_eq!(
+            with_alternative(os_user).to_string(),
+            "PostgreSQL refuses to run as root and no OS user could be set up for it (useradd: not found): create a `postgres` user or set DATABASE_URL"
+        );
+    }
+
+    #[test]
+    fn both_paths_carry_the_same_session_settings() {
+        let from_url = connect_options("postgres://u@db.internal/app").unwrap();
+        let from_socket = session_settings(
+            PgConnectOptions::new_without_pgpass()
+                .socket("/srv/leavemsg/run")
+                .port(5432),
+        );
+        for options in [&from_url, &from_socket] {
+            assert_eq!(options.get_application_name(), Some("leavemsg"));
+            assert_eq!(
+                options.get_options(),
+                Some("-c statement_timeout=3000"),
+                "{options:?}"
+            );
+        }
+        assert!(
+            from_socket
+                .to_url_lossy()
+                .as_str()
+                .contains("%2Fsrv%2Fleavemsg%2Frun")
+        );
+    }
 
     #[test]
     fn debug_hides_the_url() {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-pub use database::{Database, DatabaseConfig, connect_options};
+pub use database::{Database, DatabaseConfig, connect_options, embedded_cluster};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
