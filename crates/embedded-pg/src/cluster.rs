@@ -82,6 +82,7 @@ impl Cluster {
         ] {
             lock::remove_if_stale(&lock_file, &cluster.pgdata)?;
         }
+        cluster.wait_while_stopping();
         if cluster.is_running()? {
             cluster.wait_for_socket()?;
             tracing::info!(pgdata = %cluster.pgdata.display(), "reusing running PostgreSQL");
@@ -218,6 +219,22 @@ impl Cluster {
             log,
             detail,
         })
+    }
+
+    /// A server that is shutting down (its last user stopped it a moment ago) would refuse
+    /// every connection: wait until it is gone, up to pg_ctl's own 60 s, then start a new one.
+    fn wait_while_stopping(&self) {
+        let pid_file = self.pgdata.join("postmaster.pid");
+        if !lock::is_stopping(&pid_file) {
+            return;
+        }
+        tracing::info!(pgdata = %self.pgdata.display(), "waiting for PostgreSQL to finish stopping");
+        for _ in 0..600 {
+            sleep(Duration::from_millis(100));
+            if !lock::is_stopping(&pid_file) {
+                return;
+            }
+        }
     }
 
     /// pg_ctl's wait already covers our own starts; this also covers a server someone else

@@ -51,6 +51,13 @@ pub(crate) fn is_stale(lock_file: &Path, pgdata: &Path) -> bool {
     !alive || !is_postgres || other_cluster
 }
 
+/// Whether postmaster.pid says the server is shutting down: its status line (the 8th, since
+/// PostgreSQL 10) reads `stopping` from the moment a stop is requested until the file goes.
+pub(crate) fn is_stopping(pid_file: &Path) -> bool {
+    fs::read_to_string(pid_file)
+        .is_ok_and(|text| text.lines().nth(7).is_some_and(|l| l.trim() == "stopping"))
+}
+
 pub(crate) fn remove_if_stale(lock_file: &Path, pgdata: &Path) -> Result<(), Error> {
     if is_stale(lock_file, pgdata) {
         tracing::info!(
@@ -90,6 +97,24 @@ mod tests {
         assert!(is_stale(&pid_file, dir.path()));
         remove_if_stale(&pid_file, dir.path()).unwrap();
         assert!(!pid_file.exists());
+    }
+
+    #[test]
+    fn the_status_line_tells_a_stopping_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("postmaster.pid");
+        assert!(!is_stopping(&pid_file), "no file: nothing stops");
+        let lines =
+            |status: &str| format!("4242\n/pg\n1700000000\n5432\n/run\n\n  5432001  1\n{status}\n");
+        fs::write(&pid_file, lines("stopping")).unwrap();
+        assert!(is_stopping(&pid_file));
+        fs::write(&pid_file, lines("ready   ")).unwrap();
+        assert!(!is_stopping(&pid_file));
+        fs::write(&pid_file, "4242\n/pg\n").unwrap();
+        assert!(
+            !is_stopping(&pid_file),
+            "before PostgreSQL 10 there is no status"
+        );
     }
 
     #[test]

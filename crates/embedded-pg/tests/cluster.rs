@@ -373,3 +373,42 @@ fn guardian_stops_cluster_when_owner_is_killed() {
     }
     assert!(stopped, "the guardian did not stop the cluster");
 }
+
+#[test]
+fn a_server_that_is_shutting_down_is_not_reused() {
+    let dir = open_tempdir();
+    let cluster = start_guarded(builder(dir.path()));
+    // A client keeps a smart shutdown waiting, so the server stays in "stopping" for a while.
+    let mut client = psql_command(&cluster)
+        .args(["-c", "select pg_sleep(3)"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!((0..100).any(|_| {
+        sleep(Duration::from_millis(100));
+        cluster.connected_clients().unwrap() == 1
+    }));
+    let mut pg_ctl = Command::new(cluster.bin_dir().join("pg_ctl"));
+    pg_ctl
+        .arg("stop")
+        .arg("-D")
+        .arg(cluster.cluster_dir())
+        .args(["-m", "smart", "-W"])
+        .current_dir("/");
+    if let Some(name) = cluster.os_user() {
+        use std::os::unix::process::CommandExt;
+        let user = nix::unistd::User::from_name(name).unwrap().unwrap();
+        pg_ctl.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    assert!(pg_ctl.status().unwrap().success());
+    let pid_file = cluster.cluster_dir().join("postmaster.pid");
+    assert!((0..50).any(|_| {
+        sleep(Duration::from_millis(20));
+        fs::read_to_string(&pid_file).is_ok_and(|t| t.contains("stopping"))
+    }));
+
+    let again = start_guarded(builder(dir.path()));
+    assert!(again.started_here(), "the stopping server was reused");
+    assert_eq!(psql(&again, "select 1"), "1");
+    client.wait().unwrap();
+}
