@@ -16,7 +16,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         app.run_until_stopped().await?;
         return Ok(());
     }
-    let database = Database::open(&settings).await?;
+    let database = Database::open(&settings.database).await?;
     let result = run_on(&database, cli.command).await;
     database.close(std::time::Duration::ZERO).await;
     result

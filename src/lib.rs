@@ -8,7 +8,6 @@ pub mod commands;
 pub mod counters;
 pub mod credentials;
 pub mod domain;
-pub mod embedded_pg;
 pub mod limits;
 pub mod live;
 pub mod openapi;

@@ -1,18 +1,16 @@
 //! One typed set of settings, read once and passed down.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use chrono::Duration;
 
 use crate::cli::{LogFormat, SettingsArgs};
 use crate::domain::TrustedProxies;
+use crate::store::DatabaseConfig;
 
 #[derive(Clone)]
 pub struct Settings {
-    /// `None`: use the embedded cluster under `data_dir`.
-    pub database_url: Option<String>,
-    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
     pub listen: SocketAddr,
     pub trusted_proxies: TrustedProxies,
     pub token_ttl: Duration,
@@ -20,17 +18,15 @@ pub struct Settings {
     pub rate_per_token: u32,
     pub rate_per_ip: u32,
     pub log_format: LogFormat,
-    pub max_db_connections: u32,
     /// How long a writer gathers a batch after its first message (zero: not at all).
     pub batch_window: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
-    // The database URL may hold a password.
+    // The database URL may hold a password: DatabaseConfig's Debug hides it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
-            .field("data_dir", &self.data_dir)
+            .field("database", &self.database)
             .field("listen", &self.listen)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("token_ttl", &self.token_ttl)
@@ -46,8 +42,11 @@ impl std::fmt::Debug for Settings {
 impl From<SettingsArgs> for Settings {
     fn from(args: SettingsArgs) -> Self {
         Settings {
-            database_url: args.database_url.filter(|u| !u.trim().is_empty()),
-            data_dir: args.data_dir,
+            database: DatabaseConfig {
+                url: args.database_url.filter(|u| !u.trim().is_empty()),
+                data_dir: args.data_dir,
+                max_connections: 16,
+            },
             cookie_secure: args
                 .cookie_secure
                 .unwrap_or(!args.listen.ip().is_loopback()),
@@ -57,7 +56,6 @@ impl From<SettingsArgs> for Settings {
             rate_per_token: args.rate_per_token,
             rate_per_ip: args.rate_per_ip,
             log_format: args.log_format,
-            max_db_connections: 16,
             batch_window: std::time::Duration::from_millis(u64::from(args.batch_window_ms)),
         }
     }
@@ -101,6 +99,6 @@ mod tests {
 
     #[test]
     fn blank_database_url_means_embedded() {
-        assert!(parse(&["--database-url", " "]).database_url.is_none());
+        assert!(parse(&["--database-url", " "]).database.url.is_none());
     }
 }

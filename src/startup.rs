@@ -35,7 +35,7 @@ impl Application {
     /// Connects (starting the embedded cluster if needed), migrates, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         counters::handle();
-        let database = Database::open(&settings).await?;
+        let database = Database::open(&settings.database).await?;
         store::migrate(&database.pool).await?;
         let store = Store::new(database.pool.clone());
         let visitor = web::Data::new(VisitorState {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use leavemsg::embedded_pg::Cluster;
+use embedded_pg::Cluster;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -23,14 +23,15 @@ fn private_cluster(dir: &tempfile::TempDir) -> StopOnDrop {
     use std::os::unix::fs::PermissionsExt;
     // The cluster's OS user (when tests run as root) must be able to reach the folder.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    StopOnDrop(Cluster::start(dir.path()).unwrap_or_else(|e| panic!("{e}")))
+    let cluster = leavemsg::store::embedded_cluster(dir.path()).start();
+    StopOnDrop(cluster.unwrap_or_else(|e| panic!("{e}")))
 }
 
 #[tokio::test]
 async fn with_postgres_stopped_mid_load_requests_get_503_and_the_service_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = private_cluster(&dir);
-    let app = spawn_app_on(cluster.0.database_url("postgres"), |_| {}).await;
+    let app = spawn_app_on(cluster_url(&cluster.0, "postgres"), |_| {}).await;
     let key = app.create_agent("alice", false).await;
     let mut stream = EventReader::open(&app, &key).await;
     let (channel, token) = app.channel_and_token().await;
@@ -119,10 +120,12 @@ async fn with_postgres_stopped_mid_load_requests_get_503_and_the_service_recover
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.json::<Value>().await.unwrap()["resultCode"], "13");
     let starter_dir = dir.path().to_owned();
-    let restarted = tokio::task::spawn_blocking(move || Cluster::start(&starter_dir))
-        .await
-        .unwrap()
-        .unwrap();
+    let restarted = tokio::task::spawn_blocking(move || {
+        leavemsg::store::embedded_cluster(&starter_dir).start()
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert!(restarted.started_here());
     // The contract allows 10 s; the wait is longer so only a real failure to recover fails.
     let recovered = wait_until(Duration::from_secs(60), || async {

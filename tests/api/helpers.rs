@@ -5,10 +5,11 @@
 //! stops when the process exits. With `DATABASE_URL` they are created on that server, which
 //! needs the CREATEDB privilege.
 
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use leavemsg::embedded_pg::Cluster;
+use embedded_pg::Cluster;
 use leavemsg::settings::Settings;
 use leavemsg::startup::Application;
 use serde_json::{Value, json};
@@ -35,17 +36,58 @@ fn test_server() -> &'static TestServer {
             },
             None => {
                 let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cluster");
-                let cluster = Cluster::start(&dir).unwrap_or_else(|e| panic!("{e}"));
+                let cluster = leavemsg::store::embedded_cluster(&dir)
+                    .start()
+                    .unwrap_or_else(|e| panic!("{e}"));
                 cluster
                     .stop_when_this_process_exits()
                     .unwrap_or_else(|e| panic!("{e}"));
                 TestServer {
-                    admin_url: cluster.database_url("postgres"),
+                    admin_url: cluster_url(&cluster, "postgres"),
                     _cluster: Some(cluster),
                 }
             }
         }
     })
+}
+
+/// A URL for `database` on `cluster`, for what takes a URL string (the service's settings,
+/// the commands' DATABASE_URL).
+pub fn cluster_url(cluster: &Cluster, database: &str) -> String {
+    socket_url(
+        cluster.socket_dir(),
+        cluster.port(),
+        cluster.superuser(),
+        database,
+    )
+}
+
+/// sqlx writes the socket folder into the URL's host, percent-encoded, and reads a host
+/// starting with `/` back as a socket folder (`socket_urls_round_trip` checks it).
+fn socket_url(socket_dir: &Path, port: u16, user: &str, database: &str) -> String {
+    PgConnectOptions::new_without_pgpass()
+        .socket(socket_dir)
+        .port(port)
+        .username(user)
+        .database(database)
+        .to_url_lossy()
+        .to_string()
+}
+
+#[test]
+fn socket_urls_round_trip() {
+    let socket = Path::new("/tmp/a b+c%?#/run");
+    let url = socket_url(socket, 5433, "leavemsg", "my db");
+    for (url, database) in [
+        (url.clone(), "my db"),
+        (with_database(&url, "other"), "other"),
+    ] {
+        let back: PgConnectOptions = url.parse().expect("a URL sqlx reads");
+        assert_eq!(back.get_socket(), Some(&socket.to_path_buf()), "{url}");
+        assert_eq!(back.get_port(), 5433, "{url}");
+        assert_eq!(back.get_username(), "leavemsg", "{url}");
+        assert_eq!(back.get_database(), Some(database), "{url}");
+    }
 }
 
 /// A fresh, empty database; returns its URL.
@@ -119,8 +161,8 @@ pub fn test_settings(database_url: String) -> Settings {
     ])
     .expect("test settings");
     let mut settings = Settings::from(cli.settings);
-    settings.database_url = Some(database_url);
-    settings.max_db_connections = 8;
+    settings.database.url = Some(database_url);
+    settings.database.max_connections = 8;
     settings
 }
 

@@ -1,0 +1,181 @@
+//! The settings that name what a cluster leaves on the machine.
+
+use std::path::{Path, PathBuf};
+
+use crate::cluster::Cluster;
+use crate::dirs::{self, MAX_SOCKET_PATH};
+use crate::error::Error;
+
+/// Settings for a [`Cluster`]: every name the cluster leaves on the machine. Made with
+/// [`Cluster::builder`]; the defaults suit a program that has no name of its own to give.
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct ClusterBuilder {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) superuser: String,
+    pub(crate) port: u16,
+    pub(crate) system_user: String,
+    pub(crate) fallback_root: PathBuf,
+    pub(crate) socket_fallback_prefix: String,
+    pub(crate) bin_dir: Option<PathBuf>,
+    pub(crate) bin_dir_env: Option<String>,
+    pub(crate) config_file: String,
+    pub(crate) managed_by: String,
+}
+
+impl ClusterBuilder {
+    pub(crate) fn new(data_dir: PathBuf) -> Self {
+        ClusterBuilder {
+            data_dir,
+            superuser: "postgres".to_owned(),
+            port: 5432,
+            system_user: "postgres".to_owned(),
+            fallback_root: PathBuf::from("/var/lib/embedded-pg/clusters"),
+            socket_fallback_prefix: "/tmp/embedded-pg-".to_owned(),
+            bin_dir: None,
+            bin_dir_env: None,
+            config_file: "embedded-pg.conf".to_owned(),
+            managed_by: "embedded-pg".to_owned(),
+        }
+    }
+
+    /// The database superuser initdb creates. Default `postgres`. Changing it for an existing
+    /// cluster does not rename the role.
+    pub fn superuser(mut self, name: impl Into<String>) -> Self {
+        self.superuser = name.into();
+        self
+    }
+
+    /// The port number in the socket's file name (`.s.PGSQL.<port>`). There is no TCP
+    /// listener, so it needs no coordination with other servers. Default 5432.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// When this process is root: the OS user to run the server as if no `postgres` user
+    /// exists; it is created (a system user without a home folder) if missing. Default
+    /// `postgres`.
+    pub fn system_user(mut self, name: impl Into<String>) -> Self {
+        self.system_user = name.into();
+        self
+    }
+
+    /// When this process is root and the server's OS user cannot reach the data folder (one
+    /// under a private home folder, say): the cluster goes to `<root>/<hash of data folder>/pg`
+    /// instead, with a symlink `<data folder>/pg` to it. Default
+    /// `/var/lib/embedded-pg/clusters`.
+    pub fn fallback_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.fallback_root = root.into();
+        self
+    }
+
+    /// When `<data folder>/run` would make a socket path too long for the kernel (about 100
+    /// bytes): the socket folder is `<prefix><hash of the cluster folder>`. Default
+    /// `/tmp/embedded-pg-`.
+    pub fn socket_fallback_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.socket_fallback_prefix = prefix.into();
+        self
+    }
+
+    /// A folder to look in for initdb and pg_ctl before the environment variable set with
+    /// [`bin_dir_env`](Self::bin_dir_env), PATH and the usual install folders. A folder without
+    /// them is skipped.
+    pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin_dir = Some(dir.into());
+        self
+    }
+
+    /// An environment variable naming a folder to look in for initdb and pg_ctl before PATH
+    /// and the usual install folders, read when the cluster starts. Default: none.
+    pub fn bin_dir_env(mut self, variable: impl Into<String>) -> Self {
+        self.bin_dir_env = Some(variable.into());
+        self
+    }
+
+    /// The file in the cluster folder that holds the socket and listener settings, rewritten
+    /// at every start and included from postgresql.conf. Default `embedded-pg.conf`.
+    pub fn config_file(mut self, file_name: impl Into<String>) -> Self {
+        self.config_file = file_name.into();
+        self
+    }
+
+    /// The name in the comments of the configuration this crate writes, so that whoever reads
+    /// postgresql.conf knows what manages it. Default `embedded-pg`.
+    pub fn managed_by(mut self, name: impl Into<String>) -> Self {
+        self.managed_by = name.into();
+        self
+    }
+
+    /// Blocking. Finds the server programs, creates the cluster on first use (initdb), starts
+    /// it unless it is already running (then reuses it), and waits until it accepts
+    /// connections. Concurrent starts on one data folder, in this process or others, wait for
+    /// each other and share one server.
+    pub fn start(self) -> Result<Cluster, Error> {
+        self.validate()?;
+        Cluster::start(self)
+    }
+
+    /// Settings that cannot work are refused before anything is created.
+    fn validate(&self) -> Result<(), Error> {
+        let invalid = |setting, reason: &str| {
+            Err(Error::InvalidSetting {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.superuser.is_empty() {
+            return invalid("superuser", "empty");
+        }
+        if self.system_user.is_empty() {
+            return invalid("system_user", "empty");
+        }
+        if self.config_file.is_empty() || self.config_file.contains('/') {
+            return invalid("config_file", "must be a file name without '/'");
+        }
+        if !self.fallback_root.is_absolute() {
+            return invalid("fallback_root", "must be an absolute path");
+        }
+        if !self.socket_fallback_prefix.starts_with('/') {
+            return invalid("socket_fallback_prefix", "must be an absolute path");
+        }
+        let longest = dirs::fallback_socket_dir(Path::new(""), &self.socket_fallback_prefix);
+        if dirs::socket_path_len(&longest, self.port) > MAX_SOCKET_PATH {
+            return invalid(
+                "socket_fallback_prefix",
+                "too long for a unix socket path (about 100 bytes with the socket's name)",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        let refused = |builder: ClusterBuilder| match builder.validate() {
+            Err(Error::InvalidSetting { setting, .. }) => setting,
+            other => panic!("{other:?}"),
+        };
+        let builder = || Cluster::builder("/nonexistent");
+        assert!(builder().validate().is_ok());
+        assert_eq!(refused(builder().superuser("")), "superuser");
+        assert_eq!(refused(builder().config_file("a/b.conf")), "config_file");
+        assert_eq!(refused(builder().fallback_root("rel")), "fallback_root");
+        assert_eq!(
+            refused(builder().socket_fallback_prefix("tmp/x-")),
+            "socket_fallback_prefix"
+        );
+        let long = format!("/tmp/{}-", "x".repeat(80));
+        assert_eq!(
+            refused(builder().socket_fallback_prefix(long)),
+            "socket_fallback_prefix"
+        );
+        // The longest accepted prefix leaves room for the hash and the socket's name.
+        let fits = format!("/{}", "x".repeat(MAX_SOCKET_PATH - 16 - 14 - 1));
+        assert!(builder().socket_fallback_prefix(fits).validate().is_ok());
+    }
+}

@@ -1,0 +1,270 @@
+//! Starting, reusing and stopping a cluster.
+
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread::sleep;
+use std::time::Duration;
+
+use crate::builder::ClusterBuilder;
+use crate::dirs;
+use crate::error::{Error, io_err};
+use crate::lock;
+use crate::os_user::{self, OsUser};
+use crate::programs::{self, failure_detail, last_meaningful_line, pg_command, read_from, run};
+
+/// A running PostgreSQL cluster reachable over a unix socket.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub(crate) bin_dir: PathBuf,
+    pub(crate) pgdata: PathBuf,
+    pub(crate) socket_dir: PathBuf,
+    /// The OS user the server runs as when this process is root; `None` means this process's user.
+    pub(crate) user: Option<OsUser>,
+    pub(crate) superuser: String,
+    pub(crate) port: u16,
+    pub(crate) started_here: bool,
+}
+
+impl Cluster {
+    /// Settings for a cluster kept in `data_dir`: the cluster in `<data_dir>/pg` (or a symlink
+    /// there), its socket in `<data_dir>/run` (or a short fallback). Nothing happens until
+    /// [`ClusterBuilder::start`].
+    pub fn builder(data_dir: impl Into<PathBuf>) -> ClusterBuilder {
+        ClusterBuilder::new(data_dir.into())
+    }
+
+    /// See [`ClusterBuilder::start`]; `settings` are valid.
+    pub(crate) fn start(settings: ClusterBuilder) -> Result<Cluster, Error> {
+        let override_dir: Option<OsString> = settings.bin_dir.map(PathBuf::into_os_string);
+        let override_dir =
+            override_dir.or_else(|| settings.bin_dir_env.as_ref().and_then(std::env::var_os));
+        let bin_dir = programs::find_bin_dir(
+            override_dir.as_deref(),
+            std::env::var_os("PATH").as_deref(),
+            Path::new("/"),
+        )?;
+        dirs::create_dirs_0755(&settings.data_dir)?;
+        let data_dir = dirs::canonical(&settings.data_dir)?;
+        // Held until this function returns, so a concurrent start waits, then reuses the cluster.
+        let _lock = lock::lock_data_dir(&data_dir)?;
+
+        let user = os_user::cluster_user(&settings.system_user)?;
+        let pgdata = dirs::resolve_pgdata(&data_dir, user.as_ref(), &settings.fallback_root)?;
+        let fresh = dirs::prepare_pgdata(&pgdata, user.as_ref())?;
+        let pgdata = dirs::canonical(&pgdata)?;
+        let socket_dir = dirs::choose_socket_dir(
+            &pgdata,
+            settings.port,
+            &settings.socket_fallback_prefix,
+            user.as_ref(),
+        )?;
+        let mut cluster = Cluster {
+            bin_dir,
+            pgdata,
+            socket_dir,
+            user,
+            superuser: settings.superuser,
+            port: settings.port,
+            started_here: false,
+        };
+        if fresh {
+            cluster.initdb(&settings.config_file, &settings.managed_by)?;
+        }
+        cluster.write_config(&settings.config_file, &settings.managed_by)?;
+        for lock_file in [
+            cluster.pgdata.join("postmaster.pid"),
+            cluster
+                .socket_dir
+                .join(format!(".s.PGSQL.{}.lock", cluster.port)),
+        ] {
+            lock::remove_if_stale(&lock_file, &cluster.pgdata)?;
+        }
+        cluster.wait_while_stopping();
+        if cluster.is_running()? {
+            cluster.wait_for_socket()?;
+            tracing::info!(pgdata = %cluster.pgdata.display(), "reusing running PostgreSQL");
+            return Ok(cluster);
+        }
+        cluster.launch()?;
+        cluster.started_here = true;
+        cluster.wait_for_socket()?;
+        tracing::info!(pgdata = %cluster.pgdata.display(), "started PostgreSQL");
+        Ok(cluster)
+    }
+
+    /// The unix socket folder: what libpq calls `host` and sqlx's `PgConnectOptions::socket`.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// The port number in the socket file name (`.s.PGSQL.<port>`); there is no TCP listener.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The database superuser name. Local connections need no password (`trust`): only this
+    /// process's user and the server's OS user can open the socket folder.
+    pub fn superuser(&self) -> &str {
+        &self.superuser
+    }
+
+    /// The PGDATA folder actually used.
+    pub fn cluster_dir(&self) -> &Path {
+        &self.pgdata
+    }
+
+    /// The folder the server programs were found in.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The OS user the server runs as when this process is root; `None` when it runs as this
+    /// process's user.
+    pub fn os_user(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.name.as_str())
+    }
+
+    /// True if [`ClusterBuilder::start`] started the server, false if it reused a running one.
+    pub fn started_here(&self) -> bool {
+        self.started_here
+    }
+
+    /// Blocking. Whether a server runs in this cluster's folder (`pg_ctl status`).
+    pub fn is_running(&self) -> Result<bool, Error> {
+        Ok(run(&mut self.pg_ctl("status"))?.status.success())
+    }
+
+    /// Blocking. Stops the server (fast mode: clients are disconnected) and waits; not
+    /// running is fine.
+    pub fn stop(&self) -> Result<(), Error> {
+        if !self.is_running()? {
+            return Ok(());
+        }
+        let out = run(self.pg_ctl("stop").args(["-m", "fast", "-w"]))?;
+        if out.status.success() || !self.is_running()? {
+            return Ok(());
+        }
+        Err(Error::Stop {
+            dir: self.pgdata.clone(),
+            detail: failure_detail("pg_ctl", &out),
+        })
+    }
+
+    /// `pg_ctl <action> -D PGDATA`, run as the server's OS user.
+    pub(crate) fn pg_ctl(&self, action: &str) -> Command {
+        let mut cmd = pg_command(&self.bin_dir, "pg_ctl", self.user.as_ref());
+        cmd.arg(action).arg("-D").arg(&self.pgdata);
+        cmd
+    }
+
+    fn initdb(&self, config_file: &str, managed_by: &str) -> Result<(), Error> {
+        tracing::info!(pgdata = %self.pgdata.display(), "creating PostgreSQL cluster");
+        let out = run(pg_command(&self.bin_dir, "initdb", self.user.as_ref())
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("-U")
+            .arg(&self.superuser)
+            .args(["--auth=trust", "-E", "UTF8", "--no-locale"]))?;
+        if !out.status.success() {
+            return Err(Error::Initdb {
+                dir: self.pgdata.clone(),
+                detail: failure_detail("initdb", &out),
+            });
+        }
+        let conf = self.pgdata.join("postgresql.conf");
+        let include = format!(
+            "\n# Socket and listener settings managed by {managed_by}.\ninclude_if_exists = '{}'\n",
+            conf_quote(config_file)
+        );
+        OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .and_then(|mut f| f.write_all(include.as_bytes()))
+            .map_err(io_err("append to", &conf))
+    }
+
+    /// Rewritten at every start so a moved data folder gets its new socket location.
+    fn write_config(&self, config_file: &str, managed_by: &str) -> Result<(), Error> {
+        let path = self.pgdata.join(config_file);
+        let text = format!(
+            "# Written by {managed_by} at every start; edits here are overwritten.\n\
+             listen_addresses = ''\n\
+             port = {}\n\
+             unix_socket_directories = '{}'\n\
+             unix_socket_permissions = 0700\n",
+            self.port,
+            conf_quote(&self.socket_dir.to_string_lossy())
+        );
+        fs::write(&path, text).map_err(io_err("write", &path))?;
+        dirs::chown_to(&path, self.user.as_ref())
+    }
+
+    fn launch(&self) -> Result<(), Error> {
+        let log = self.pgdata.join("postgres.log");
+        let log_start = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let out = run(self
+            .pg_ctl("start")
+            .args(["-w", "-t", "60", "-l"])
+            .arg(&log))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let detail = last_meaningful_line(&read_from(&log, log_start))
+            .unwrap_or_else(|| failure_detail("pg_ctl", &out));
+        Err(Error::Start {
+            dir: self.pgdata.clone(),
+            log,
+            detail,
+        })
+    }
+
+    /// A server that is shutting down (its last user stopped it a moment ago) would refuse
+    /// every connection: wait until it is gone, up to pg_ctl's own 60 s, then start a new one.
+    fn wait_while_stopping(&self) {
+        let pid_file = self.pgdata.join("postmaster.pid");
+        if !lock::is_stopping(&pid_file) {
+            return;
+        }
+        tracing::info!(pgdata = %self.pgdata.display(), "waiting for PostgreSQL to finish stopping");
+        for _ in 0..600 {
+            sleep(Duration::from_millis(100));
+            if !lock::is_stopping(&pid_file) {
+                return;
+            }
+        }
+    }
+
+    /// pg_ctl's wait already covers our own starts; this also covers a server someone else
+    /// started without waiting.
+    fn wait_for_socket(&self) -> Result<(), Error> {
+        let socket = self.socket_dir.join(format!(".s.PGSQL.{}", self.port));
+        for _ in 0..50 {
+            if socket.exists() {
+                return Ok(());
+            }
+            sleep(Duration::from_millis(100));
+        }
+        Err(Error::SocketMissing {
+            dir: self.pgdata.clone(),
+            socket_dir: self.socket_dir.clone(),
+        })
+    }
+}
+
+/// A value for a single-quoted postgresql.conf string.
+fn conf_quote(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('\'', "''")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_values_are_quoted() {
+        assert_eq!(conf_quote(r"/a'b\c"), r"/a''b\\c");
+    }
+}

@@ -1,0 +1,414 @@
+//! Real clusters in temporary folders, started with the PostgreSQL server programs installed
+//! on this machine. As root (which PostgreSQL refuses) they run as an unprivileged OS user.
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
+use embedded_pg::{Cluster, ClusterBuilder, Error};
+
+/// Where socket folders go when the data folder's path is too long; removed after each test.
+const SOCKET_PREFIX: &str = "/tmp/embedded-pg-test-";
+
+fn builder(data: &Path) -> ClusterBuilder {
+    Cluster::builder(data)
+        .superuser("tester")
+        .socket_fallback_prefix(SOCKET_PREFIX)
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A temp folder others may search, so the server's OS user can reach it when run as root.
+fn open_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Stops the cluster and removes a fallback socket folder even when the test fails.
+struct Running(Cluster);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.stop();
+        if self
+            .0
+            .socket_dir()
+            .to_string_lossy()
+            .starts_with(SOCKET_PREFIX)
+        {
+            let _ = fs::remove_dir_all(self.0.socket_dir());
+        }
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.0
+    }
+}
+
+/// Starts a cluster that stops when this test process exits, whatever happens. The suite's
+/// setup installs the server programs: a missing install fails here with the crate's message.
+fn start_guarded(builder: ClusterBuilder) -> Running {
+    let cluster = builder.start().unwrap_or_else(|e| panic!("{e}"));
+    cluster.stop_when_this_process_exits().unwrap();
+    Running(cluster)
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `sql`'s output on the maintenance database, with the installation's psql.
+fn psql(cluster: &Cluster, sql: &str) -> String {
+    let out = psql_command(cluster).args(["-Atc", sql]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn psql_command(cluster: &Cluster) -> Command {
+    let beside = cluster.bin_dir().join("psql");
+    let mut cmd = Command::new(if beside.exists() {
+        beside
+    } else {
+        PathBuf::from("psql")
+    });
+    cmd.arg("-X")
+        .arg("-h")
+        .arg(cluster.socket_dir())
+        .arg("-p")
+        .arg(cluster.port().to_string())
+        .arg("-U")
+        .arg(cluster.superuser())
+        .arg("-d")
+        .arg("postgres");
+    cmd
+}
+
+fn postmaster_pid(cluster: &Cluster) -> String {
+    let text = fs::read_to_string(cluster.cluster_dir().join("postmaster.pid")).unwrap();
+    text.lines().next().unwrap().trim().to_owned()
+}
+
+/// Whether the process is gone (or a zombie nobody reaped yet).
+fn process_gone(pid: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+#[test]
+fn starts_serves_reuses_and_stops() {
+    let dir = open_tempdir();
+    let data = dir.path().join("data");
+    let cluster = start_guarded(builder(&data));
+    assert!(cluster.started_here());
+    assert_eq!((cluster.port(), cluster.superuser()), (5432, "tester"));
+    assert_eq!(
+        cluster.cluster_dir(),
+        data.canonicalize().unwrap().join("pg")
+    );
+    assert_eq!(
+        cluster.socket_dir(),
+        data.canonicalize().unwrap().join("run")
+    );
+    let socket_meta = fs::metadata(cluster.socket_dir()).unwrap();
+    assert_eq!(socket_meta.mode() & 0o777, 0o700);
+    assert_eq!(fs::metadata(&data).unwrap().mode() & 0o777, 0o755);
+    assert_eq!(psql(&cluster, "select 1"), "1");
+    assert_eq!(psql(&cluster, "select current_user"), "tester");
+    assert_eq!(psql(&cluster, "show listen_addresses"), "");
+    let conf = fs::read_to_string(cluster.cluster_dir().join("embedded-pg.conf")).unwrap();
+    assert!(
+        conf.starts_with("# Written by embedded-pg at every start"),
+        "{conf}"
+    );
+
+    // A second start reuses the running server and leaves its lock file alone.
+    let pid = postmaster_pid(&cluster);
+    let again = builder(&data).start().unwrap();
+    assert!(!again.started_here());
+    assert_eq!(again.socket_dir(), cluster.socket_dir());
+    assert_eq!(postmaster_pid(&again), pid);
+    assert!(again.is_running().unwrap());
+
+    cluster.stop().unwrap();
+    assert!(!cluster.is_running().unwrap());
+    cluster.stop().unwrap();
+    let restarted = start_guarded(builder(&data));
+    assert!(restarted.started_here());
+    assert_eq!(psql(&restarted, "select 2"), "2");
+}
+
+#[test]
+fn as_root_the_server_runs_as_an_unprivileged_user() {
+    let dir = open_tempdir();
+    let cluster = start_guarded(builder(dir.path()));
+    let status = fs::read_to_string(format!("/proc/{}/status", postmaster_pid(&cluster)));
+    let server_uid = status.ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().next()?.parse::<u32>().ok())
+    });
+    let owner = fs::metadata(cluster.cluster_dir()).unwrap().uid();
+    if is_root() {
+        let name = cluster.os_user().expect("an OS user as root");
+        let user = nix::unistd::User::from_name(name).unwrap().unwrap();
+        assert_ne!(user.uid.as_raw(), 0);
+        assert_eq!(owner, user.uid.as_raw());
+        if let Some(uid) = server_uid {
+            assert_eq!(uid, user.uid.as_raw());
+        }
+    } else {
+        assert_eq!(cluster.os_user(), None);
+        assert_eq!(owner, nix::unistd::geteuid().as_raw());
+    }
+}
+
+#[test]
+fn creates_databases_by_any_name_and_counts_clients() {
+    let dir = open_tempdir();
+    let cluster = start_guarded(builder(dir.path()));
+    let name = "odd \"name\"; 'quoted' \\ DROP DATABASE postgres";
+    cluster.ensure_database(name).unwrap();
+    cluster.ensure_database(name).unwrap();
+    let sql = "select count(*) from pg_database where datname like 'odd %'";
+    assert_eq!(psql(&cluster, sql), "1");
+    cluster.ensure_database("plain").unwrap();
+    assert_eq!(psql(&cluster, "select count(*) from pg_database"), "5");
+
+    assert_eq!(cluster.connected_clients().unwrap(), 0);
+    let mut holder = psql_command(&cluster)
+        .args(["-c", "select pg_sleep(30)"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let counted = (0..100).any(|_| {
+        sleep(Duration::from_millis(100));
+        cluster.connected_clients().unwrap() == 1
+    });
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(counted, "the other client was not counted");
+}
+
+#[test]
+fn clears_half_created_folder_and_reports_start_failure() {
+    let dir = open_tempdir();
+    let leftover = dir.path().join("pg/leftover");
+    fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+    fs::write(&leftover, "from an interrupted initdb").unwrap();
+    let cluster = start_guarded(builder(dir.path()));
+    assert!(!leftover.exists());
+    cluster.stop().unwrap();
+
+    let conf = cluster.cluster_dir().join("postgresql.conf");
+    let mut file = OpenOptions::new().append(true).open(conf).unwrap();
+    file.write_all(b"shared_buffers = 'plenty'\n").unwrap();
+    let err = builder(dir.path()).start().unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Start { .. }), "{text}");
+    assert!(
+        !text.contains('\n') && text.contains("postgresql.conf"),
+        "{text}"
+    );
+}
+
+#[test]
+fn concurrent_starts_share_one_cluster() {
+    let dir = open_tempdir();
+    let data = dir.path().join("data");
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let data = data.clone();
+            std::thread::spawn(move || builder(&data).start())
+        })
+        .collect();
+    let clusters: Vec<Running> = threads
+        .into_iter()
+        .map(|t| Running(t.join().unwrap().unwrap()))
+        .collect();
+    assert_eq!(clusters.iter().filter(|c| c.started_here()).count(), 1);
+    assert_eq!(psql(&clusters[0], "select 1"), "1");
+}
+
+#[test]
+fn comes_back_after_sigkill_with_reused_pid() {
+    let dir = open_tempdir();
+    let cluster = start_guarded(builder(dir.path()));
+    let pid = postmaster_pid(&cluster);
+    let killed = Command::new("kill").args(["-9", &pid]).status().unwrap();
+    assert!(killed.success());
+    assert!((0..100).any(|_| {
+        sleep(Duration::from_millis(100));
+        process_gone(&pid)
+    }));
+    // As if the dead postmaster's pid now belonged to an unrelated process: this one.
+    let pid_file = cluster.cluster_dir().join("postmaster.pid");
+    let text = fs::read_to_string(&pid_file).unwrap();
+    let rest = text.split_once('\n').map_or("", |(_, rest)| rest);
+    fs::write(&pid_file, format!("{}\n{rest}", std::process::id())).unwrap();
+
+    let again = start_guarded(builder(dir.path()));
+    assert!(again.started_here());
+    assert_eq!(psql(&again, "select 1"), "1");
+}
+
+#[test]
+fn long_data_path_uses_short_socket_folder() {
+    let dir = open_tempdir();
+    let data = dir
+        .path()
+        .join("a".repeat(60))
+        .join("b".repeat(60))
+        .join("data");
+    assert!(data.as_os_str().len() > 110);
+    let cluster = start_guarded(builder(&data));
+    assert!(
+        cluster
+            .socket_dir()
+            .to_string_lossy()
+            .starts_with(SOCKET_PREFIX)
+    );
+    assert_eq!(psql(&cluster, "select 1"), "1");
+}
+
+#[test]
+fn unreachable_data_dir_falls_back_to_the_fallback_root() {
+    if !is_root() {
+        return;
+    }
+    let dir = open_tempdir();
+    let private = dir.path().join("private");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    let data = private.join("data");
+    fs::create_dir(&data).unwrap();
+    let fallback = open_tempdir();
+    let root = fallback.path().join("clusters");
+    let _cleanup = RemoveOnDrop(root.clone());
+    let with_fallback = || builder(&data).fallback_root(&root);
+
+    let cluster = start_guarded(with_fallback());
+    let home = cluster.cluster_dir().parent().unwrap().to_owned();
+    assert_eq!(home.parent(), Some(root.as_path()));
+    assert_eq!(home.file_name().unwrap().len(), 16, "a hash names it");
+    assert_eq!(fs::read_link(data.join("pg")).unwrap(), home.join("pg"));
+    assert_eq!(psql(&cluster, "select 1"), "1");
+    cluster.stop().unwrap();
+    let again = start_guarded(with_fallback());
+    assert!(again.started_here());
+    assert_eq!(again.cluster_dir(), home.join("pg"));
+}
+
+#[test]
+fn unreachable_real_cluster_folder_is_an_error() {
+    if !is_root() {
+        return;
+    }
+    let dir = open_tempdir();
+    let private = dir.path().join("private");
+    fs::create_dir_all(private.join("data/pg")).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    let err = builder(&private.join("data")).start().unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    assert!(!err.to_string().contains('\n'));
+}
+
+/// Run in a child process by `guardian_stops_cluster_when_owner_is_killed`.
+#[test]
+#[ignore = "helper run in a child process"]
+fn guardian_child() {
+    let Some(dir) = std::env::var_os("EMBEDDED_PG_TEST_GUARDIAN_DIR") else {
+        return;
+    };
+    let cluster = builder(Path::new(&dir)).start().unwrap();
+    cluster.stop_when_this_process_exits().unwrap();
+    println!("READY");
+    sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn guardian_stops_cluster_when_owner_is_killed() {
+    let dir = open_tempdir();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "guardian_child", "--ignored", "--nocapture"])
+        .env("EMBEDDED_PG_TEST_GUARDIAN_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("READY"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ready, "child did not start its cluster");
+    let pid_file = dir.path().canonicalize().unwrap().join("pg/postmaster.pid");
+    let stopped = (0..300).any(|_| {
+        sleep(Duration::from_millis(100));
+        !pid_file.exists()
+    });
+    if !stopped && let Ok(cluster) = builder(dir.path()).start() {
+        let _ = cluster.stop();
+    }
+    assert!(stopped, "the guardian did not stop the cluster");
+}
+
+#[test]
+fn a_server_that_is_shutting_down_is_not_reused() {
+    let dir = open_tempdir();
+    let cluster = start_guarded(builder(dir.path()));
+    // A client keeps a smart shutdown waiting, so the server stays in "stopping" for a while.
+    let mut client = psql_command(&cluster)
+        .args(["-c", "select pg_sleep(3)"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!((0..100).any(|_| {
+        sleep(Duration::from_millis(100));
+        cluster.connected_clients().unwrap() == 1
+    }));
+    let mut pg_ctl = Command::new(cluster.bin_dir().join("pg_ctl"));
+    pg_ctl
+        .arg("stop")
+        .arg("-D")
+        .arg(cluster.cluster_dir())
+        .args(["-m", "smart", "-W"])
+        .current_dir("/");
+    if let Some(name) = cluster.os_user() {
+        use std::os::unix::process::CommandExt;
+        let user = nix::unistd::User::from_name(name).unwrap().unwrap();
+        pg_ctl.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    assert!(pg_ctl.status().unwrap().success());
+    let pid_file = cluster.cluster_dir().join("postmaster.pid");
+    assert!((0..50).any(|_| {
+        sleep(Duration::from_millis(20));
+        fs::read_to_string(&pid_file).is_ok_and(|t| t.contains("stopping"))
+    }));
+
+    let again = start_guarded(builder(dir.path()));
+    assert!(again.started_here(), "the stopping server was reused");
+    assert_eq!(psql(&again, "select 1"), "1");
+    client.wait().unwrap();
+}

@@ -1,0 +1,218 @@
+//! Opening and closing the database: a PostgreSQL server given by URL, or the embedded cluster
+//! (a private PostgreSQL run with the machine's server programs, see the embedded-pg crate).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use embedded_pg::{Cluster, ClusterBuilder};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use super::{ACQUIRE_TIMEOUT, STATEMENT_TIMEOUT};
+
+/// The database name of the embedded cluster.
+const EMBEDDED_DATABASE: &str = "leavemsg";
+
+/// Where the data is and how many connections may be open to it.
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// A PostgreSQL URL; `None`: the embedded cluster under `data_dir`.
+    pub url: Option<String>,
+    /// Where the embedded cluster lives (unused with a URL).
+    pub data_dir: PathBuf,
+    /// The pool's size.
+    pub max_connections: u32,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    // The URL may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_ref().map(|_| "<set>"))
+            .field("data_dir", &self.data_dir)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// The embedded cluster in `data_dir`, with the names leavemsg has always used for it: the
+/// folders, OS user, database superuser and files of existing installations depend on them.
+pub fn embedded_cluster(data_dir: &Path) -> ClusterBuilder {
+    Cluster::builder(data_dir)
+        .superuser("leavemsg")
+        .system_user("leavemsg")
+        .fallback_root("/var/lib/leavemsg/clusters")
+        .socket_fallback_prefix("/tmp/leavemsg-")
+        .bin_dir_env("LEAVEMSG_PG_BIN")
+        .config_file("leavemsg.conf")
+        .managed_by("leavemsg")
+}
+
+/// The connection pool, plus the private cluster when there is no `DATABASE_URL`.
+pub struct Database {
+    pub pool: PgPool,
+    pub cluster: Option<Cluster>,
+}
+
+impl Database {
+    /// Connects to `config.url`, or starts (or reuses) the embedded cluster and connects to it.
+    /// Blocking parts (starting the cluster) run off the async runtime.
+    pub async fn open(config: &DatabaseConfig) -> anyhow::Result<Database> {
+        let (options, cluster) = match &config.url {
+            Some(url) => (connect_options(url)?, None),
+            None => {
+                let builder = embedded_cluster(&config.data_dir);
+                let cluster = tokio::task::spawn_blocking(move || {
+                    let cluster = builder.start().map_err(with_alternative)?;
+                    cluster.ensure_database(EMBEDDED_DATABASE)?;
+                    anyhow::Ok(cluster)
+                })
+                .await??;
+                (cluster_connect_options(&cluster), Some(cluster))
+            }
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            // A broken connection fails one statement and is then dropped; pinging before every
+            // use would cost a round trip on every request.
+            .test_before_acquire(false)
+            // Always one connection open: requests skip the connect, and a running server stays
+            // visible to other leavemsg commands, which then leave the embedded cluster running.
+            .min_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(Database { pool, cluster })
+    }
+
+    /// Closes the pool and stops the embedded cluster unless another process still uses it.
+    /// `settle`: how long connections this process closed outside the pool (the writers') may
+    /// take to go away before the ones left count as another process's.
+    pub async fn close(self, settle: Duration) {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster {
+            let settled = tokio::time::Instant::now() + settle;
+            let mut others = other_clients(&cluster).await.unwrap_or(0);
+            while others > 0 && tokio::time::Instant::now() < settled {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                others = other_clients(&cluster).await.unwrap_or(0);
+            }
+            if others > 0 {
+                tracing::info!(
+                    others,
+                    "embedded PostgreSQL left running: other clients use it"
+                );
+                return;
+            }
+            match tokio::task::spawn_blocking(move || cluster.stop()).await {
+                Ok(Ok(())) => tracing::info!("embedded PostgreSQL stopped"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not stop embedded PostgreSQL"),
+                Err(e) => tracing::warn!(error = %e, "could not stop embedded PostgreSQL"),
+            }
+        }
+    }
+}
+
+/// Connection settings from a URL, with the settings every connection carries.
+pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    Ok(session_settings(options))
+}
+
+/// Connection settings for the embedded cluster's database, over its unix socket. No password:
+/// the cluster trusts local connections, and only its owner can open the socket's folder.
+fn cluster_connect_options(cluster: &Cluster) -> PgConnectOptions {
+    let options = PgConnectOptions::new_without_pgpass()
+        .socket(cluster.socket_dir())
+        .port(cluster.port())
+        .username(cluster.superuser())
+        .database(EMBEDDED_DATABASE);
+    session_settings(options)
+}
+
+/// What every connection carries, whichever server it goes to.
+fn session_settings(options: PgConnectOptions) -> PgConnectOptions {
+    options
+        .application_name("leavemsg")
+        .options([(
+            "statement_timeout",
+            STATEMENT_TIMEOUT.as_millis().to_string(),
+        )])
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
+}
+
+/// The embedded cluster's own messages end with what to install or create; leavemsg has one
+/// more way out, a PostgreSQL server of one's own.
+fn with_alternative(error: embedded_pg::Error) -> anyhow::Error {
+    match error {
+        embedded_pg::Error::NoServerPrograms => {
+            anyhow::anyhow!("{error} or set DATABASE_URL to an existing PostgreSQL")
+        }
+        embedded_pg::Error::OsUser { .. } => anyhow::anyhow!("{error} or set DATABASE_URL"),
+        other => other.into(),
+    }
+}
+
+/// Client connections to the embedded cluster other than the one asking. psql runs as a
+/// process, so off the async runtime.
+async fn other_clients(cluster: &Cluster) -> anyhow::Result<u32> {
+    let cluster = cluster.clone();
+    Ok(tokio::task::spawn_blocking(move || cluster.connected_clients()).await??)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_errors_offer_database_url() {
+        assert_eq!(
+            with_alternative(embedded_pg::Error::NoServerPrograms).to_string(),
+            "PostgreSQL server programs (initdb, pg_ctl) were not found on PATH or in the usual install folders: install them (Debian/Ubuntu: apt-get install postgresql; Fedora/RHEL: dnf install postgresql-server; macOS: brew install postgresql) or set DATABASE_URL to an existing PostgreSQL"
+        );
+        let os_user = embedded_pg::Error::OsUser {
+            detail: "useradd: not found".into(),
+        };
+        assert_eq!(
+            with_alternative(os_user).to_string(),
+            "PostgreSQL refuses to run as root and no OS user could be set up for it (useradd: not found): create a `postgres` user or set DATABASE_URL"
+        );
+    }
+
+    #[test]
+    fn both_paths_carry_the_same_session_settings() {
+        let from_url = connect_options("postgres://u@db.internal/app").unwrap();
+        let from_socket = session_settings(
+            PgConnectOptions::new_without_pgpass()
+                .socket("/srv/leavemsg/run")
+                .port(5432),
+        );
+        for options in [&from_url, &from_socket] {
+            assert_eq!(options.get_application_name(), Some("leavemsg"));
+            assert_eq!(
+                options.get_options(),
+                Some("-c statement_timeout=3000"),
+                "{options:?}"
+            );
+        }
+        assert!(
+            from_socket
+                .to_url_lossy()
+                .as_str()
+                .contains("%2Fsrv%2Fleavemsg%2Frun")
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_url() {
+        let config = DatabaseConfig {
+            url: Some("postgres://u:secret@db/app".into()),
+            data_dir: "./data".into(),
+            max_connections: 16,
+        };
+        let text = format!("{config:?}");
+        assert!(!text.contains("secret") && text.contains("<set>"), "{text}");
+    }
+}
