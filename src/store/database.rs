@@ -13,6 +13,9 @@ use super::{ACQUIRE_TIMEOUT, STATEMENT_TIMEOUT};
 
 /// The database name of the embedded cluster.
 const EMBEDDED_DATABASE: &str = "leavemsg";
+/// The least time closed connections get to go away before other clients are counted (a
+/// one-off command beside a running server waits this long before leaving the cluster on).
+const MIN_SETTLE: Duration = Duration::from_millis(300);
 
 /// Where the data is and how many connections may be open to it.
 #[derive(Clone)]
@@ -87,11 +90,12 @@ impl Database {
 
     /// Closes the pool and stops the embedded cluster unless another process still uses it.
     /// `settle`: how long connections this process closed outside the pool (the writers') may
-    /// take to go away before the ones left count as another process's.
+    /// take to go away before the ones left count as another process's. At least
+    /// [`MIN_SETTLE`]: a server process may outlive its just-closed connection for a moment.
     pub async fn close(self, settle: Duration) {
         self.pool.close().await;
         if let Some(cluster) = self.cluster {
-            let settled = tokio::time::Instant::now() + settle;
+            let settled = tokio::time::Instant::now() + settle.max(MIN_SETTLE);
             let mut others = other_clients(&cluster).await.unwrap_or(0);
             while others > 0 && tokio::time::Instant::now() < settled {
                 tokio::time::sleep(Duration::from_millis(100)).await;
