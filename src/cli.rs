@@ -4,9 +4,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use chrono::Duration;
+use clap::{Args, Parser, Subcommand};
 
 use crate::domain::TrustedProxies;
+use crate::settings::{LogFormat, Settings};
+use crate::store::DatabaseConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -103,10 +106,26 @@ pub struct SettingsArgs {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
+impl From<SettingsArgs> for Settings {
+    fn from(args: SettingsArgs) -> Self {
+        Settings {
+            database: DatabaseConfig {
+                url: args.database_url.filter(|u| !u.trim().is_empty()),
+                data_dir: args.data_dir,
+                max_connections: 16,
+            },
+            cookie_secure: args
+                .cookie_secure
+                .unwrap_or(!args.listen.ip().is_loopback()),
+            listen: args.listen,
+            trusted_proxies: args.trusted_proxies,
+            token_ttl: Duration::seconds(i64::from(args.token_ttl_secs)),
+            rate_per_token: args.rate_per_token,
+            rate_per_ip: args.rate_per_ip,
+            log_format: args.log_format,
+            batch_window: std::time::Duration::from_millis(u64::from(args.batch_window_ms)),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,4 +193,45 @@ pub enum AgentCommand {
         #[arg(long)]
         admin: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut argv = vec!["leavemsg"];
+        argv.extend_from_slice(args);
+        argv.push("migrate");
+        Cli::try_parse_from(argv).unwrap().settings.into()
+    }
+
+    #[test]
+    fn cookie_secure_defaults_follow_the_listen_address() {
+        assert!(!parse(&["--listen", "127.0.0.1:8080"]).cookie_secure);
+        assert!(!parse(&["--listen", "[::1]:8080"]).cookie_secure);
+        assert!(parse(&["--listen", "0.0.0.0:8080"]).cookie_secure);
+        assert!(!parse(&["--listen", "0.0.0.0:8080", "--cookie-secure", "false"]).cookie_secure);
+    }
+
+    #[test]
+    fn flags_parse_and_bad_values_are_refused() {
+        let s = parse(&["--trusted-proxies", "10.0.0.0/8", "--token-ttl-secs", "60"]);
+        assert!(!s.trusted_proxies.is_empty());
+        assert_eq!(s.token_ttl, Duration::seconds(60));
+        for bad in [
+            vec!["leavemsg", "--token-ttl-secs", "5", "serve"],
+            vec!["leavemsg", "--trusted-proxies", "nonsense", "serve"],
+            vec!["leavemsg", "--listen", "localhost", "serve"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn blank_database_url_means_embedded() {
+        assert!(parse(&["--database-url", " "]).database.url.is_none());
+    }
 }

@@ -11,7 +11,7 @@ use actix_web::middleware::Next;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+use crate::settings::LogFormat;
 
 /// Response header carrying the request id, for matching a complaint with a log line.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

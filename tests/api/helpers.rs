@@ -25,7 +25,7 @@ struct TestServer {
 fn test_server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| {
-        leavemsg::telemetry::init_with_default(leavemsg::cli::LogFormat::Text, "warn");
+        leavemsg::telemetry::init_with_default(leavemsg::settings::LogFormat::Text, "warn");
         match std::env::var("DATABASE_URL")
             .ok()
             .filter(|u| !u.trim().is_empty())
