@@ -86,7 +86,7 @@ impl Live {
 
     /// Waits up to `patience` until newly stored messages reach this instance. Past it (the
     /// database is unreachable) messages stored meanwhile are replayed once it answers again.
-    pub async fn wait_until_listening(&self, patience: std::time::Duration) {
+    pub async fn wait_until_listening(&self, patience: Duration) {
         let mut listening = self.listening.subscribe();
         let _ = tokio::time::timeout(patience, listening.wait_for(|on| *on)).await;
     }

@@ -206,7 +206,7 @@ async fn insert_with_retry(
 
 fn is_transient(e: &sqlx::Error) -> bool {
     e.as_database_error()
-        .and_then(|d| d.code())
+        .and_then(sqlx::error::DatabaseError::code)
         .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
@@ -214,6 +214,6 @@ fn is_transient(e: &sqlx::Error) -> bool {
 /// opposed to the database being unavailable.
 fn is_data_error(e: &sqlx::Error) -> bool {
     e.as_database_error()
-        .and_then(|d| d.code())
+        .and_then(sqlx::error::DatabaseError::code)
         .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
 }

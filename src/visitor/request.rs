@@ -147,7 +147,7 @@ pub fn check_nesting(body: &[u8]) -> Result<(), String> {
 }
 
 /// Present JSON values, `null` included (a plain `Option<Value>` turns `null` into `None`).
-pub fn present<'de, D>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error>
+pub fn present<'de, D>(deserializer: D) -> Result<Option<Value>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {

@@ -27,7 +27,10 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn get(&self, hash: &[u8; 32], now: DateTime<Utc>) -> Option<TokenHolder> {
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let entries = self
+            .entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         entries
             .get(hash)
             .filter(|(_, expires_at)| now < *expires_at)
@@ -35,7 +38,10 @@ impl TokenCache {
     }
 
     pub fn insert(&self, hash: [u8; 32], holder: TokenHolder, expires_at: DateTime<Utc>) {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
@@ -45,14 +51,14 @@ impl TokenCache {
     pub fn revoke(&self, hash: &[u8; 32]) {
         self.entries
             .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(hash);
     }
 
     pub fn remove_expired(&self, now: DateTime<Utc>) {
         self.entries
             .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|_, (_, expires_at)| now < *expires_at);
     }
 }

@@ -35,7 +35,7 @@ fn test_server() -> &'static TestServer {
                 _cluster: None,
             },
             None => {
-                let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cluster");
+                let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cluster");
                 let cluster = leavemsg::store::embedded_cluster(&dir)
                     .start()
                     .unwrap_or_else(|e| panic!("{e}"));
@@ -227,7 +227,7 @@ impl TestApp {
 
     /// A channel straight in the database, with these origins and cross-site choice.
     pub async fn create_channel_with(&self, origins: &[&str], cross_site: bool) -> String {
-        let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
+        let origins: Vec<String> = origins.iter().map(ToString::to_string).collect();
         let id = self
             .store
             .create_channel(&leavemsg::store::channels::NewChannel {
@@ -343,7 +343,7 @@ pub async fn reply(resp: reqwest::Response) -> (u16, Value) {
 pub async fn wait_until<F, Fut>(deadline: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
     let start = Instant::now();
     while start.elapsed() < deadline {
@@ -496,15 +496,12 @@ impl ServerProcess {
                 log.push('\n');
             }
         });
-        let port = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(port) => port,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "the server did not say which port it bound; its log:\n{}",
-                    log.lock().unwrap()
-                );
-            }
+        let Ok(port) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!(
+                "the server did not say which port it bound; its log:\n{}",
+                log.lock().unwrap()
+            );
         };
         ServerProcess { child, port, log }
     }

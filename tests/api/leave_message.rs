@@ -64,7 +64,7 @@ async fn the_seed_example_gets_the_seed_response_and_stores_the_row() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_recorded() {
     let app = spawn_app_with(|s| {
-        s.trusted_proxies = leavemsg::domain::TrustedProxies::parse("127.0.0.1/32").unwrap()
+        s.trusted_proxies = leavemsg::domain::TrustedProxies::parse("127.0.0.1/32").unwrap();
     })
     .await;
     let (_, token) = app.channel_and_token().await;
@@ -225,7 +225,7 @@ async fn bad_parameters_answer_code_3_naming_the_field_and_store_nothing() {
         ("not json at all".to_owned(), "not valid JSON"),
         ("[\"123456\", \"hi\"]".to_owned(), "must be a JSON object"),
         ("42".to_owned(), "must be a JSON object"),
-        ("".to_owned(), "not valid JSON"),
+        (String::new(), "not valid JSON"),
         (
             format!("{{\"x\":{}{}}}", "[".repeat(5000), "]".repeat(5000)),
             "nested more than 32 levels",
@@ -451,7 +451,7 @@ async fn no_valid_token_means_401_whatever_the_body() {
 #[tokio::test]
 async fn a_token_revoked_elsewhere_gets_401_whatever_the_body() {
     let a = spawn_app_on(spawn_app().await.database_url.clone(), |s| {
-        s.rate_per_token = 1
+        s.rate_per_token = 1;
     })
     .await;
     let b = spawn_app_on(a.database_url.clone(), |_| {}).await;

@@ -1,4 +1,6 @@
 //! Black-box tests over HTTP against a real PostgreSQL.
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
 
 mod agents;
 mod apply_token;

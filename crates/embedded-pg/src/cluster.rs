@@ -204,7 +204,7 @@ impl Cluster {
 
     fn launch(&self) -> Result<(), Error> {
         let log = self.pgdata.join("postgres.log");
-        let log_start = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let log_start = fs::metadata(&log).map_or(0, |m| m.len());
         let out = run(self
             .pg_ctl("start")
             .args(["-w", "-t", "60", "-l"])

@@ -149,7 +149,7 @@ pub(crate) fn last_meaningful_line(text: &str) -> Option<String> {
 pub(crate) fn read_from(path: &Path, offset: u64) -> String {
     let mut text = String::new();
     if let Ok(mut file) = File::open(path) {
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let len = file.metadata().map_or(0, |m| m.len());
         let from = offset.max(len.saturating_sub(16 * 1024));
         if file.seek(SeekFrom::Start(from)).is_ok() {
             let mut bytes = Vec::new();

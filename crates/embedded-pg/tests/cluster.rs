@@ -1,5 +1,7 @@
 //! Real clusters in temporary folders, started with the PostgreSQL server programs installed
 //! on this machine. As root (which PostgreSQL refuses) they run as an unprivileged OS user.
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
