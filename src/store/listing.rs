@@ -51,15 +51,10 @@ impl Store {
         self.run(move |pool| async move {
             let mut tx = custom_plans(&pool).await?;
             let page = query_filtered!(
+                filter,
                 "AND ($7::timestamptz IS NULL OR (received_at, id) > ($7, $8))
          ORDER BY received_at, id
          LIMIT $9",
-                filter.status.map(|s| s.as_str()),
-                filter.channel_id.map(|c| c.as_uuid()),
-                filter.phone.as_ref().map(PhoneNo::digits),
-                filter.agent.as_ref().map(AgentName::as_str),
-                filter.from,
-                filter.to,
                 after.map(|p| p.received_at),
                 after.map_or(0, |p| p.id),
                 limit,
@@ -147,16 +142,7 @@ async fn export(
 ) -> Result<(), sqlx::Error> {
     use futures_util::TryStreamExt;
     let mut tx = custom_plans(pool).await?;
-    let mut rows = query_filtered!(
-        "ORDER BY received_at, id",
-        filter.status.map(|s| s.as_str()),
-        filter.channel_id.map(|c| c.as_uuid()),
-        filter.phone.as_ref().map(PhoneNo::digits),
-        filter.agent.as_ref().map(AgentName::as_str),
-        filter.from,
-        filter.to,
-    )
-    .fetch(&mut *tx);
+    let mut rows = query_filtered!(filter, "ORDER BY received_at, id").fetch(&mut *tx);
     while let Some(message) = rows.try_next().await? {
         if sink.send(message).await.is_err() {
             break;

@@ -43,10 +43,10 @@ macro_rules! query_message {
     };
 }
 
-/// The messages matching a [`super::listing::Filter`] bound as `$1`-`$6`, followed by `$tail`;
-/// the list and the export share it.
+/// The messages matching `$filter` (a [`super::listing::Filter`], bound as `$1`-`$6`),
+/// followed by `$tail` and its arguments; the list and the export share it.
 macro_rules! query_filtered {
-    ($tail:literal $(, $arg:expr)* $(,)?) => {
+    ($filter:expr, $tail:literal $(, $arg:expr)* $(,)?) => {
         query_message!(
             "SELECT",
             "FROM leave_message
@@ -56,7 +56,13 @@ macro_rules! query_filtered {
                AND ($4::text IS NULL OR assigned_to = $4)
                AND ($5::timestamptz IS NULL OR received_at >= $5)
                AND ($6::timestamptz IS NULL OR received_at < $6) "
-                + $tail
+                + $tail,
+            $filter.status.map(|s| s.as_str()),
+            $filter.channel_id.map(|c| c.as_uuid()),
+            $filter.phone.as_ref().map($crate::domain::PhoneNo::digits),
+            $filter.agent.as_ref().map($crate::domain::AgentName::as_str),
+            $filter.from,
+            $filter.to
             $(, $arg)*
         )
     };
