@@ -1,8 +1,10 @@
 //! `GET /api/v1/messages/export.csv`: the list's filters, every matching row, streamed. The
 //! header and the cells come from [`Message`]'s serde derive, as its JSON does.
-
-use std::convert::Infallible;
-use std::task::Poll;
+//!
+//! The rows are read page by page with the list's keyset query, each page a short statement:
+//! an export of any size and any reading speed stays within the statement timeout and holds a
+//! pooled connection only while a page is read. A page that fails ends the download with an
+//! error (the connection is cut before the chunked body's end), never with a clean end.
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
@@ -12,10 +14,11 @@ use super::auth::Agent;
 use super::error::{ApiError, ApiErrorBody};
 use super::filter::ListParams;
 use super::message::Message;
-use crate::store::Store;
+use crate::store::listing::{Filter, Position};
+use crate::store::{Store, StoreError};
 
-/// Rows are gathered into chunks of about this size before being sent.
-const CHUNK_BYTES: usize = 32 * 1024;
+/// Rows read (and sent as one chunk) at a time.
+const PAGE_ROWS: i64 = 1000;
 
 /// CSV of every message matching the filters, in list order, streamed.
 #[utoipa::path(get, path = "/api/v1/messages/export.csv", tag = "agent", params(ListParams),
@@ -29,31 +32,14 @@ pub async fn export(
     params: web::Query<ListParams>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut rows = store.export(params.filter()?);
-    let mut header_sent = false;
-    let body = futures_util::stream::poll_fn(move |cx| {
-        let mut buf = Vec::with_capacity(CHUNK_BYTES);
-        if !header_sent {
-            header_sent = true;
-            buf.extend_from_slice(&csv_line(&header()));
-        }
-        loop {
-            match rows.poll_recv(cx) {
-                Poll::Ready(Some(row)) => {
-                    buf.extend_from_slice(&csv_line(&cells(&Message::from(row))));
-                    if buf.len() >= CHUNK_BYTES {
-                        return Poll::Ready(Some(Ok::<_, Infallible>(Bytes::from(buf))));
-                    }
-                }
-                Poll::Ready(None) if buf.is_empty() => return Poll::Ready(None),
-                Poll::Pending if buf.is_empty() => return Poll::Pending,
-                // The end, or no row ready yet: send what is gathered.
-                Poll::Ready(None) | Poll::Pending => {
-                    return Poll::Ready(Some(Ok(Bytes::from(buf))));
-                }
-            }
-        }
-    });
+    let pages = Pages {
+        store: Store::clone(&store),
+        filter: params.filter()?,
+        after: None,
+        header_sent: false,
+        done: false,
+    };
+    let body = futures_util::stream::try_unfold(pages, Pages::next_chunk);
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((
@@ -62,6 +48,45 @@ pub async fn export(
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .streaming(body))
+}
+
+/// Where an export is: the header sent or not, the last row sent, the end reached.
+struct Pages {
+    store: Store,
+    filter: Filter,
+    after: Option<Position>,
+    header_sent: bool,
+    done: bool,
+}
+
+impl Pages {
+    /// The next chunk of CSV (the header with the first page), or `None` after the last row.
+    async fn next_chunk(mut self) -> Result<Option<(Bytes, Pages)>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut chunk = Vec::new();
+        if !self.header_sent {
+            self.header_sent = true;
+            chunk.extend_from_slice(&csv_line(&header()));
+        }
+        let page = self
+            .store
+            .list(self.filter.clone(), self.after, PAGE_ROWS)
+            .await;
+        let rows = page.inspect_err(|e| {
+            tracing::error!(error = ?e, "CSV export cut off by a database error");
+        })?;
+        self.done = (rows.len() as i64) < PAGE_ROWS;
+        self.after = rows.last().map(Position::of).or(self.after);
+        for row in rows {
+            chunk.extend_from_slice(&csv_line(&cells(&Message::from(row))));
+        }
+        if chunk.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((Bytes::from(chunk), self)))
+    }
 }
 
 /// The field names of [`Message`], as its serde derive spells them.

@@ -48,13 +48,4 @@ impl Store {
             Err(failed) => Err(StoreError::Task(failed.to_string())),
         }
     }
-
-    /// Spawns `work` on the store's runtime, with no deadline (streams that last as long as
-    /// their reader).
-    pub(super) fn spawn<F>(&self, work: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        self.runtime.spawn(work);
-    }
 }

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio::sync::mpsc;
 
 use super::{MessageRow, Store, StoreError};
 use crate::domain::{AgentName, ChannelId, MessageId, PhoneNo, Status};
@@ -35,9 +34,6 @@ impl Position {
         }
     }
 }
-
-/// Rows the export hands on before its reader must catch up.
-const EXPORT_BUFFER: usize = 256;
 
 impl Store {
     /// Up to `limit` messages matching `filter`, oldest first, after `after`.
@@ -119,37 +115,6 @@ impl Store {
         })
         .await
     }
-
-    /// Every message matching `filter`, in list order, read as the receiver takes them
-    /// (constant memory however many match; a slow reader slows the query). The query stops
-    /// early when the receiver is dropped.
-    pub fn export(&self, filter: Filter) -> mpsc::Receiver<MessageRow> {
-        let (sink, rows) = mpsc::channel(EXPORT_BUFFER);
-        let pool = self.pool().clone();
-        self.spawn(async move {
-            if let Err(e) = export(&pool, &filter, sink).await {
-                tracing::error!(error = %e, "CSV export stopped by a database error");
-            }
-        });
-        rows
-    }
-}
-
-async fn export(
-    pool: &PgPool,
-    filter: &Filter,
-    sink: mpsc::Sender<MessageRow>,
-) -> Result<(), sqlx::Error> {
-    use futures_util::TryStreamExt;
-    let mut tx = custom_plans(pool).await?;
-    let mut rows = query_filtered!(filter, "ORDER BY received_at, id").fetch(&mut *tx);
-    while let Some(message) = rows.try_next().await? {
-        if sink.send(message).await.is_err() {
-            break;
-        }
-    }
-    drop(rows);
-    tx.commit().await
 }
 
 /// A read transaction whose statements are planned with their actual parameters, so optional

@@ -117,3 +117,79 @@ async fn a_large_export_streams_every_row_in_order() {
     assert_eq!(&records[0][5], "bulk 1");
     assert_eq!(&records[rows as usize - 1][5], format!("bulk {rows}"));
 }
+
+/// `rows` messages of about 250 bytes of CSV each, straight into the table.
+async fn bulk_messages(app: &TestApp, rows: i32) {
+    let (channel, _) = app.channel_and_token().await;
+    sqlx::query(
+        "INSERT INTO leave_message (channel_id, user_id, user_name, phone_no, phone_digits, message,
+                                    client_ip, received_at, submission_key)
+         SELECT $1::uuid, 'u', 'n', '123456', '123456', 'bulk ' || g || ' ' || repeat('x', 200),
+                '127.0.0.1', now() - interval '1 day' + g * interval '1 millisecond',
+                sha256(g::text::bytea)
+         FROM generate_series(1, $2) AS g",
+    )
+    .bind(&channel)
+    .bind(rows)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+/// An export read more slowly than the statement timeout allows a query to run is still
+/// complete: the rows are read page by page, not by one long statement.
+#[tokio::test]
+async fn a_slowly_read_export_is_complete() {
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    // 15 MB: more than loopback socket buffers hold, so the server has to wait for this reader.
+    let rows = 60_000;
+    bulk_messages(&app, rows).await;
+    let mut resp = app.agent_get(&key, "/api/v1/messages/export.csv").await;
+    assert_eq!(resp.status(), 200);
+    let slow_until = std::time::Instant::now() + leavemsg::store::STATEMENT_TIMEOUT * 2;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.expect("the export ends cleanly") {
+        body.extend_from_slice(&chunk);
+        if std::time::Instant::now() < slow_until {
+            // About 2 MB/s.
+            tokio::time::sleep(std::time::Duration::from_micros(chunk.len() as u64 / 2)).await;
+        }
+    }
+    let records: Vec<csv::StringRecord> = csv::Reader::from_reader(body.as_slice())
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(records.len(), rows as usize);
+    assert!(records[rows as usize - 1][5].starts_with(&format!("bulk {rows} ")));
+}
+
+/// A database error part way through an export cuts the download off: the client sees a
+/// broken body, never a clean end of a short file.
+#[tokio::test]
+async fn an_export_cut_off_by_a_database_error_ends_visibly() {
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    // 20 MB: the server is still reading pages when the table goes away.
+    bulk_messages(&app, 80_000).await;
+    let mut resp = app.agent_get(&key, "/api/v1/messages/export.csv").await;
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.unwrap().expect("a first chunk");
+    assert!(first.starts_with(b"id,channelId,"));
+    sqlx::query("ALTER TABLE leave_message RENAME TO leave_message_gone")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let mut received = first.len();
+    let ended = loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break Ok(received),
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(
+        ended.is_err(),
+        "the body ended cleanly after {received} bytes"
+    );
+}
