@@ -68,7 +68,7 @@ impl Live {
     }
 
     /// Returns once at least one stream client is connected.
-    pub async fn wait_for_clients(&self) {
+    async fn wait_for_clients(&self) {
         while self.clients() == 0 {
             self.arrived.notified().await;
         }
@@ -80,7 +80,7 @@ impl Live {
     }
 
     /// Set by the listener: whether newly stored messages reach this instance now.
-    pub fn set_listening(&self, listening: bool) {
+    fn set_listening(&self, listening: bool) {
         self.listening.send_replace(listening);
     }
 

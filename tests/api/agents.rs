@@ -298,6 +298,15 @@ async fn bad_ids_parameters_and_bodies_are_400_unknown_ids_404() {
         let (status, body) = json_of(app.agent_get(&alice, &path).await).await;
         assert_eq!(status, 400, "{path}");
         assert_eq!(body["error"], "bad_request");
+        let raw = path.rsplit('/').next().unwrap();
+        assert_eq!(body["message"], format!("{raw:?} is not a message id"));
+    }
+    // The same JSON 400 on every route that takes an id, before the body is looked at.
+    for action in ["claim", "release", "assign", "process"] {
+        let path = format!("{API}/abc/{action}");
+        let (status, body) = json_of(app.agent_post(&alice, &path, Some(json!({}))).await).await;
+        assert_eq!(status, 400, "{path}");
+        assert_eq!(body["message"], "\"abc\" is not a message id", "{path}");
     }
     let (status, body) = json_of(app.agent_get(&alice, &format!("{API}/987654")).await).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
