@@ -32,10 +32,16 @@ pub async fn export(
     params: web::Query<ListParams>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
+    let cells = if params.raw()? {
+        Cells::Raw
+    } else {
+        Cells::SpreadsheetSafe
+    };
     let pages = Pages {
         store: Store::clone(&store),
         filter: params.filter()?,
         after: None,
+        cells,
         header_sent: false,
         done: false,
     };
@@ -55,6 +61,7 @@ struct Pages {
     store: Store,
     filter: Filter,
     after: Option<Position>,
+    cells: Cells,
     header_sent: bool,
     done: bool,
 }
@@ -68,7 +75,7 @@ impl Pages {
         let mut chunk = Vec::new();
         if !self.header_sent {
             self.header_sent = true;
-            chunk.extend_from_slice(&csv_line(&header()));
+            chunk.extend_from_slice(&csv_line(&header(), self.cells));
         }
         let page = self
             .store
@@ -80,7 +87,7 @@ impl Pages {
         self.done = (rows.len() as i64) < PAGE_ROWS;
         self.after = rows.last().map(Position::of).or(self.after);
         for row in rows {
-            chunk.extend_from_slice(&csv_line(&cells(&Message::from(row))));
+            chunk.extend_from_slice(&csv_line(&cells(&Message::from(row)), self.cells));
         }
         if chunk.is_empty() {
             return Ok(None);
@@ -118,31 +125,62 @@ fn cells(message: &Message) -> csv::StringRecord {
         .unwrap_or_default()
 }
 
-/// One CSV record (RFC 4180 quoting), with formula-like cells neutralised.
-fn csv_line(cells: &csv::StringRecord) -> Vec<u8> {
+/// How cells are written: as they are (`raw=true`, for machine imports), or safe to open in a
+/// spreadsheet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cells {
+    Raw,
+    SpreadsheetSafe,
+}
+
+/// One CSV record, every field quoted (RFC 4180), neutralised unless raw.
+fn csv_line(cells: &csv::StringRecord, mode: Cells) -> Vec<u8> {
     let mut writer = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Always)
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
     // Writing into memory cannot fail.
-    let _ = writer.write_record(cells.iter().map(|cell| neutralise(cell).into_owned()));
+    let _ = match mode {
+        Cells::Raw => writer.write_record(cells),
+        Cells::SpreadsheetSafe => writer.write_record(cells.iter().map(neutralise)),
+    };
     writer.into_inner().unwrap_or_default()
 }
 
-/// Spreadsheets run cells that start with `=`, `+`, `-`, `@` (or a tab or CR before them) as
-/// formulas; a leading apostrophe makes them text.
-fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
-    match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
-        _ => cell.into(),
+/// Spreadsheets run text that starts with `=`, `+`, `-`, `@` (or a tab or CR before them) as a
+/// formula: at the start of a cell, and at the start of each part of it after a `,` or `;` when
+/// the file is opened with that list separator. An apostrophe before each such start makes it
+/// text.
+fn neutralise(cell: &str) -> String {
+    fn starts_formula(rest: &str) -> bool {
+        matches!(
+            rest.chars().next(),
+            Some('=' | '+' | '-' | '@' | '\t' | '\r')
+        )
     }
+    let mut out = String::with_capacity(cell.len() + 2);
+    if starts_formula(cell) {
+        out.push('\'');
+    }
+    for (i, c) in cell.char_indices() {
+        out.push(c);
+        if matches!(c, ',' | ';') && starts_formula(&cell[i + 1..]) {
+            out.push('\'');
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn line(cells: &[&str], mode: Cells) -> String {
+        String::from_utf8(csv_line(&csv::StringRecord::from(cells.to_vec()), mode)).unwrap()
+    }
+
     #[test]
-    fn quoting_and_neutralising() {
+    fn every_field_is_quoted_and_formulas_neutralised() {
         let cells = [
             "plain",
             "a,b",
@@ -156,8 +194,29 @@ mod tests {
             "",
         ];
         assert_eq!(
-            String::from_utf8(csv_line(&csv::StringRecord::from(cells.to_vec()))).unwrap(),
-            "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",'=1+1,'+1 555 0107,'-2,'@SUM(A1),'\t=x,\r\n"
+            line(&cells, Cells::SpreadsheetSafe),
+            "\"plain\",\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\"'=1+1\",\"'+1 555 0107\",\"'-2\",\"'@SUM(A1)\",\"'\t=x\",\"\"\r\n"
+        );
+    }
+
+    #[test]
+    fn parts_after_a_separator_are_neutralised_too() {
+        assert_eq!(neutralise(";=1+1"), ";'=1+1");
+        assert_eq!(neutralise("a,=1;@x;-2"), "a,'=1;'@x;'-2");
+        assert_eq!(neutralise("=a;+b"), "'=a;'+b");
+        // A separator not followed by a formula character is left alone.
+        assert_eq!(
+            neutralise("call me; after 5, please"),
+            "call me; after 5, please"
+        );
+        assert_eq!(neutralise("ünïcödé;=x"), "ünïcödé;'=x");
+    }
+
+    #[test]
+    fn raw_cells_are_exact() {
+        assert_eq!(
+            line(&["+1 555 0107", ";=1+1", "plain"], Cells::Raw),
+            "\"+1 555 0107\",\";=1+1\",\"plain\"\r\n"
         );
     }
 }

@@ -38,6 +38,10 @@ pub struct ListParams {
     limit: Option<String>,
     /// nextCursor of the previous page; not used by the export.
     cursor: Option<String>,
+    /// Export only: `true` writes every text exactly as stored, for machine imports; by
+    /// default cells that a spreadsheet would run as a formula get a leading apostrophe.
+    #[param(value_type = Option<bool>)]
+    raw: Option<String>,
 }
 
 impl ListParams {
@@ -66,6 +70,15 @@ impl ListParams {
                         "limit must be a whole number from 1 to {MAX_LIMIT}"
                     ))
                 }),
+        }
+    }
+
+    /// Whether the export writes texts exactly as stored.
+    pub fn raw(&self) -> Result<bool, ApiError> {
+        match given(&self.raw) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(ApiError::BadRequest("raw must be true or false".to_owned())),
         }
     }
 

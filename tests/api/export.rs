@@ -175,7 +175,7 @@ async fn an_export_cut_off_by_a_database_error_ends_visibly() {
     let mut resp = app.agent_get(&key, "/api/v1/messages/export.csv").await;
     assert_eq!(resp.status(), 200);
     let first = resp.chunk().await.unwrap().expect("a first chunk");
-    assert!(first.starts_with(b"id,channelId,"));
+    assert!(first.starts_with(b"\"id\",\"channelId\","));
     sqlx::query("ALTER TABLE leave_message RENAME TO leave_message_gone")
         .execute(&app.pool)
         .await
@@ -192,4 +192,44 @@ async fn an_export_cut_off_by_a_database_error_ends_visibly() {
         ended.is_err(),
         "the body ended cleanly after {received} bytes"
     );
+}
+
+/// Cells stay text in a spreadsheet whichever list separator it splits on; `raw=true` gives
+/// the exact texts for machine imports. Every field is quoted.
+#[tokio::test]
+async fn formulas_after_a_separator_are_neutralised_and_raw_is_exact() {
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    let (_, token) = app.channel_and_token().await;
+    app.store_message(&token, "+1 555 0107", "call me;=1+1,@SUM(A1)")
+        .await;
+
+    let safe = app
+        .agent_get(&key, "/api/v1/messages/export.csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let line = safe.lines().nth(1).expect("a row");
+    assert!(line.starts_with('"') && line.ends_with('"'), "{line}");
+    assert!(line.contains("\"'+1 555 0107\""), "{line}");
+    assert!(line.contains("\"call me;'=1+1,'@SUM(A1)\""), "{line}");
+
+    let raw = app
+        .agent_get(&key, "/api/v1/messages/export.csv?raw=true")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(raw.as_bytes())
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(&rows[0][4], "+1 555 0107");
+    assert_eq!(&rows[0][5], "call me;=1+1,@SUM(A1)");
+
+    let resp = app
+        .agent_get(&key, "/api/v1/messages/export.csv?raw=maybe")
+        .await;
+    assert_eq!(resp.status(), 400);
 }
