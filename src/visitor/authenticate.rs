@@ -1,7 +1,7 @@
-//! doLeaveMessage's first stage: who is calling. The token comes from the Cookie header(s) or
-//! the `ccmessaging-token` header; its signature and expiry are checked without the database;
-//! then the per-IP limit (before any database work); then its holder, remembered by this
-//! instance or asked of the store.
+//! doLeaveMessage's first stage: who is calling. Tokens come from the Cookie header(s) and the
+//! `ccmessaging-token` header; their signature and expiry are checked without the database;
+//! then the per-IP limit (before any database work); then the holder of the first that is
+//! current, remembered by this instance or asked of the store.
 //!
 //! A holder remembered from memory may be stale (the token replaced or revoked through another
 //! instance, or the channel disabled). The write re-checks the token in its own statement; and
@@ -21,6 +21,9 @@ use crate::credentials::{TokenError, VerifiedToken};
 use crate::store::StoreError;
 use crate::store::tokens::TokenHolder;
 
+/// Tokens looked at in one request.
+const MAX_CANDIDATES: usize = 4;
+
 pub const NO_LONGER_VALID: &str =
     "the ccmessaging-token was replaced or revoked, or its channel is disabled";
 
@@ -33,37 +36,54 @@ pub struct Authenticated {
     remembered: bool,
 }
 
-/// Token, per-IP limit, holder: the caller, or why not.
+/// Token, per-IP limit, holder: the caller, or why not. A request may carry several tokens
+/// (cookies of other paths, the header): the first that is its visitor's current token wins,
+/// so a replaced token in a cookie does not hide a current one in the header. Among several,
+/// only the database can say which is current (this instance's memory may still hold one that
+/// was replaced), so memory is used only for a lone token.
 pub async fn authenticate(
     req: &HttpRequest,
     state: &VisitorState,
 ) -> Result<Authenticated, Refusal> {
-    let token = verified_token(req, state)?;
+    let tokens = verified_tokens(req, state)?;
     let client_ip = request::client_ip(req, &state.trusted_proxies);
     state.limit_ip(client_ip)?;
-    let now = Utc::now();
-    if let Some(holder) = state.tokens.get(&token.hash.0, now) {
-        return Ok(Authenticated {
-            token,
-            holder,
-            client_ip,
-            remembered: true,
-        });
+    let memory = tokens.len() == 1;
+    for token in tokens {
+        if let Some((holder, remembered)) = holder(state, &token, memory).await? {
+            return Ok(Authenticated {
+                token,
+                holder,
+                client_ip,
+                remembered,
+            });
+        }
     }
-    match holder_in_database(state, &token).await {
+    Err(Refusal::Unauthorized(NO_LONGER_VALID))
+}
+
+/// The token's holder, and whether it came from this instance's memory (looked in first when
+/// `memory`); `None` when the token is no longer its visitor's current one.
+async fn holder(
+    state: &VisitorState,
+    token: &VerifiedToken,
+    memory: bool,
+) -> Result<Option<(TokenHolder, bool)>, Refusal> {
+    if let Some(holder) = memory
+        .then(|| state.tokens.get(&token.hash.0, Utc::now()))
+        .flatten()
+    {
+        return Ok(Some((holder, true)));
+    }
+    match holder_in_database(state, token).await {
         Ok(Some(holder)) => {
             let expires_at = token.claims.expires_at;
             state
                 .tokens
                 .insert(token.hash.0, holder.clone(), expires_at);
-            Ok(Authenticated {
-                token,
-                holder,
-                client_ip,
-                remembered: false,
-            })
+            Ok(Some((holder, false)))
         }
-        Ok(None) => Err(Refusal::Unauthorized(NO_LONGER_VALID)),
+        Ok(None) => Ok(None),
         Err(e) => {
             tracing::error!(error = ?e, "token lookup failed");
             counters::database_failure("token_lookup");
@@ -95,18 +115,24 @@ pub async fn confirm_before_refusal<T>(
     }
 }
 
-/// The first token, from the Cookie header(s) or the `ccmessaging-token` header, whose
-/// signature and expiry check out.
-fn verified_token(req: &HttpRequest, state: &VisitorState) -> Result<VerifiedToken, Refusal> {
+/// The tokens from the Cookie header(s), then the `ccmessaging-token` header, whose signature
+/// and expiry check out, in that order; a refusal naming the problem when there is none.
+fn verified_tokens(req: &HttpRequest, state: &VisitorState) -> Result<Vec<VerifiedToken>, Refusal> {
     let now = Utc::now();
     let mut error = TokenError::Malformed;
     let mut seen = false;
-    for candidate in token_candidates(req) {
+    let mut verified: Vec<VerifiedToken> = Vec::new();
+    // A handful at most: more would only be someone making each request cost lookups.
+    for candidate in token_candidates(req).take(MAX_CANDIDATES) {
         seen = true;
         match state.signing_key.verify(candidate, now) {
-            Ok(token) => return Ok(token),
+            Ok(token) if !verified.iter().any(|t| t.hash == token.hash) => verified.push(token),
+            Ok(_) => {}
             Err(e) => error = e,
         }
+    }
+    if !verified.is_empty() {
+        return Ok(verified);
     }
     Err(Refusal::Unauthorized(if !seen {
         "the ccmessaging-token is missing"

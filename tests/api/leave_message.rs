@@ -660,3 +660,42 @@ async fn a_slow_database_gets_503_code_13_within_5_seconds() {
         "the same message succeeds once the database answers"
     );
 }
+
+/// A replaced token in a cookie does not hide the visitor's current token in the header (or
+/// the other way round): the first current one is used.
+#[tokio::test]
+async fn a_replaced_token_does_not_shadow_a_current_one() {
+    let app = spawn_app().await;
+    let channel = app.create_channel().await;
+    let replaced = app.token_for(&channel, "visitor-1").await;
+    let current = app.token_for(&channel, "visitor-1").await;
+    for (i, (cookie, header)) in [(&replaced, &current), (&current, &replaced)]
+        .into_iter()
+        .enumerate()
+    {
+        let resp = app
+            .client
+            .post(app.facade("doLeaveMessage"))
+            .header("cookie", format!("ccmessaging-token={cookie}"))
+            .header("ccmessaging-token", header.as_str())
+            .json(&json!({"phoneNo": "123456", "leaveMessage": format!("call me {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), SUCCESS, "case {i}");
+    }
+    assert_eq!(app.message_count().await, 2);
+
+    // Only replaced tokens: still 401.
+    let resp = app
+        .client
+        .post(app.facade("doLeaveMessage"))
+        .header("cookie", format!("ccmessaging-token={replaced}"))
+        .header("ccmessaging-token", replaced.as_str())
+        .json(&json!({"phoneNo": "123456", "leaveMessage": "again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(app.message_count().await, 2);
+}
