@@ -46,6 +46,7 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             limits: Limits::new(settings.rate_per_token, settings.rate_per_ip),
             tokens: Default::default(),
+            known_origins: Default::default(),
         });
         let store = web::Data::new(store);
         let live = web::Data::new(Live::default());

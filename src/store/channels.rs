@@ -104,6 +104,18 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Every origin some enabled channel lists.
+    pub async fn allowed_origins(&self) -> Result<Vec<String>, StoreError> {
+        self.run(|pool| async move {
+            sqlx::query_scalar!(
+                r#"SELECT DISTINCT unnest(origins) AS "origin!" FROM web_channel WHERE enabled"#
+            )
+            .fetch_all(&pool)
+            .await
+        })
+        .await
+    }
+
     /// Whether any enabled channel lists `origin`: decides CORS preflights, which carry no
     /// channel.
     pub async fn origin_is_registered(&self, origin: WebOrigin) -> Result<bool, StoreError> {

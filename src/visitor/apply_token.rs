@@ -93,13 +93,17 @@ async fn accept(
     };
     match checked.await {
         Ok((params, channel, cors)) => (issue(state, params, &channel).await, cors),
-        Err(refusal) => (Err(refusal), Cors::default()),
+        Err(Refusal::ForbiddenOrigin) => (Err(Refusal::ForbiddenOrigin), Cors::default()),
+        Err(refusal) => (Err(refusal), Cors::for_refusal(req, &state.known_origins)),
     }
 }
 
 async fn enabled_channel(state: &VisitorState, id: ChannelId) -> Result<Channel, Refusal> {
     match state.store.channel(id).await {
-        Ok(Some(channel)) if channel.enabled => Ok(channel),
+        Ok(Some(channel)) if channel.enabled => {
+            state.known_origins.add(&channel.origins);
+            Ok(channel)
+        }
         Ok(Some(_)) => Err(Refusal::BadParams(
             "channelId names a disabled channel".to_owned(),
         )),

@@ -1,5 +1,15 @@
 //! Browsers on other sites (CONTRACT §2.1a): which origins may call a channel, the CORS
-//! allowance an accepted request's answer carries, and the preflight.
+//! allowance an answer carries, and the preflight.
+//!
+//! Every answer to an allowed origin carries the CORS headers, refusals included, so that a
+//! page on another site can read why (an expired token, a rate limit, the database down) and
+//! act on it. When the refusal comes before the channel is known (no valid token yet, the
+//! per-IP limit, the database unreachable), the origin is looked up in [`KnownOrigins`]: the
+//! origins enabled channels listed when last read, kept in memory so that refusing never costs
+//! a database query.
+
+use std::collections::HashSet;
+use std::sync::RwLock;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
@@ -29,6 +39,21 @@ impl Cors {
         })
     }
 
+    /// The allowance for a refusal sent before the request's channel is known: for an origin
+    /// that some enabled channel lists (as far as this instance knows), or the service's own.
+    pub fn for_refusal(req: &HttpRequest, known: &KnownOrigins) -> Cors {
+        let Some(origin) = origin(req) else {
+            return Cors::default();
+        };
+        let listed = normalized_origin(origin).is_some_and(|o| known.contains(o.as_str()));
+        if !listed && !origin_allowed(req, Some(origin), &[]) {
+            return Cors::default();
+        }
+        Cors {
+            allowed_origin: Some(origin.to_owned()),
+        }
+    }
+
     /// Adds the headers to an answer being built (the last step of rendering it).
     pub fn insert_into(self, builder: &mut HttpResponseBuilder) {
         if let Some(origin) = self.allowed_origin {
@@ -37,6 +62,49 @@ impl Cors {
                 .insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"))
                 .insert_header((header::VARY, "Origin"));
         }
+    }
+}
+
+/// Origins that enabled channels list, as this instance last read them: refreshed by the
+/// visitor interface's housekeeping, and added to whenever a channel is read.
+#[derive(Default)]
+pub struct KnownOrigins {
+    origins: RwLock<HashSet<String>>,
+}
+
+/// Beyond this many origins the memory starts afresh (it is refilled as channels are read).
+const MAX_KNOWN_ORIGINS: usize = 10_000;
+
+impl KnownOrigins {
+    pub fn contains(&self, origin: &str) -> bool {
+        self.origins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(origin)
+    }
+
+    /// Remembers the origins of a channel just read.
+    pub fn add(&self, origins: &[String]) {
+        if origins.iter().all(|o| self.contains(o)) {
+            return;
+        }
+        let mut known = self
+            .origins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() + origins.len() > MAX_KNOWN_ORIGINS {
+            known.clear();
+        }
+        known.extend(origins.iter().cloned());
+    }
+
+    /// Replaces what is known with every origin enabled channels list now.
+    pub fn replace(&self, origins: Vec<String>) {
+        let fresh: HashSet<String> = origins.into_iter().take(MAX_KNOWN_ORIGINS).collect();
+        *self
+            .origins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
     }
 }
 

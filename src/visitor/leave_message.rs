@@ -86,7 +86,10 @@ pub async fn leave_message(
 ) -> HttpResponse {
     let caller = match authenticate(&req, &state).await {
         Ok(caller) => caller,
-        Err(refusal) => return vendor_reply::leave_message(Err(refusal), Cors::default()),
+        Err(refusal) => {
+            let cors = Cors::for_refusal(&req, &state.known_origins);
+            return vendor_reply::leave_message(Err(refusal), cors);
+        }
     };
     let (outcome, cors) = accept(&req, payload, &state, &writer, &caller).await;
     let outcome = confirm_before_refusal(&state, &caller, outcome).await;
@@ -102,10 +105,13 @@ async fn accept(
     writer: &Writer,
     caller: &Authenticated,
 ) -> (Result<(), Refusal>, Cors) {
+    // Decided first so that the per-token limit's refusal, checked before the origin is
+    // refused, still carries the CORS headers for an allowed origin.
+    let allowance = Cors::for_channel(req, &caller.holder.origins);
     if let Err(refusal) = state.limit_token(&caller.token) {
-        return (Err(refusal), Cors::default());
+        return (Err(refusal), allowance.unwrap_or_default());
     }
-    let cors = match Cors::for_channel(req, &caller.holder.origins) {
+    let cors = match allowance {
         Ok(cors) => cors,
         Err(refusal) => return (Err(refusal), Cors::default()),
     };

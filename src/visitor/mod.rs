@@ -59,6 +59,7 @@ pub struct VisitorState {
     pub trusted_proxies: TrustedProxies,
     pub limits: Limits,
     pub tokens: TokenCache,
+    pub known_origins: cors::KnownOrigins,
 }
 
 impl VisitorState {
@@ -81,12 +82,16 @@ impl VisitorState {
     }
 
     /// Forgets what has run out: idle rate-limit entries, expired tokens in memory and in the
-    /// database.
+    /// database; and reads the origins enabled channels list afresh.
     pub async fn housekeeping(&self) {
         self.limits.forget_idle();
         self.tokens.remove_expired(Utc::now());
         if let Err(e) = self.store.delete_expired_tokens(Utc::now()).await {
             tracing::warn!(error = ?e, "could not delete expired tokens");
+        }
+        match self.store.allowed_origins().await {
+            Ok(origins) => self.known_origins.replace(origins),
+            Err(e) => tracing::warn!(error = ?e, "could not read the channels' origins"),
         }
     }
 }

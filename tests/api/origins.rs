@@ -138,3 +138,80 @@ async fn preflights_are_answered_for_listed_origins_only() {
         assert!(resp.headers().get("access-control-allow-origin").is_none());
     }
 }
+
+/// A page on an allowed origin can read every refusal (an expired or missing token, a rate
+/// limit), so a widget can apply for a new token or say "try later"; other origins still
+/// cannot.
+#[tokio::test]
+async fn refusals_to_an_allowed_origin_carry_the_cors_headers() {
+    let app = spawn_app_with(|s| {
+        s.rate_per_token = 1;
+        s.rate_per_ip = 3;
+    })
+    .await;
+    let channel = app.create_channel_with(&[SHOP], false).await;
+    let resp = app
+        .client
+        .post(app.facade("applyToken"))
+        .header("origin", SHOP)
+        .json(&json!({"userId": "u", "userName": "n", "channelId": channel}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token = resp.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let leave = |origin: &'static str, token: Option<&str>, text: &'static str| {
+        let mut req = app
+            .client
+            .post(app.facade("doLeaveMessage"))
+            .header("origin", origin)
+            .json(&json!({"phoneNo": "123456", "leaveMessage": text}));
+        if let Some(token) = token {
+            req = req.header("cookie", format!("ccmessaging-token={token}"));
+        }
+        req.send()
+    };
+    let allowed = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+
+    // No token: 401, readable by the shop's page only.
+    let resp = leave(SHOP, None, "no token").await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(allowed(&resp).as_deref(), Some(SHOP));
+    assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
+    let resp = leave("https://evil.example", None, "no token")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(allowed(&resp), None);
+
+    // Over the per-token limit: 429, readable.
+    let resp = leave(SHOP, Some(&token), "first").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = leave(SHOP, Some(&token), "second").await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(allowed(&resp).as_deref(), Some(SHOP));
+
+    // Over the per-IP limit (calls with a genuine token count; this is the fourth): 429,
+    // refused before the token's holder is looked up, readable; applyToken's too.
+    let resp = leave(SHOP, Some(&token), "third").await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(allowed(&resp).as_deref(), Some(SHOP));
+    let resp = app
+        .client
+        .post(app.facade("applyToken"))
+        .header("origin", SHOP)
+        .json(&json!({"userId": "u", "userName": "n", "channelId": channel}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(allowed(&resp).as_deref(), Some(SHOP));
+    assert_eq!(app.message_count().await, 1);
+}
