@@ -53,27 +53,33 @@ impl Store {
 
     pub async fn agent_by_key_id(&self, key_id: &str) -> Result<Option<AgentRecord>, StoreError> {
         let key_id = key_id.to_owned();
-        self.run(move |pool| async move {
-            sqlx::query_as!(
-                AgentRecord,
-                "SELECT id, name, is_admin, key_hash FROM agent WHERE key_id = $1",
-                key_id
-            )
-            .fetch_optional(&pool)
-            .await
+        self.run_retrying(move |pool| {
+            let key_id = key_id.clone();
+            async move {
+                sqlx::query_as!(
+                    AgentRecord,
+                    "SELECT id, name, is_admin, key_hash FROM agent WHERE key_id = $1",
+                    key_id
+                )
+                .fetch_optional(&pool)
+                .await
+            }
         })
         .await
     }
 
     pub async fn agent_exists(&self, name: &AgentName) -> Result<bool, StoreError> {
         let name = name.as_str().to_owned();
-        self.run(move |pool| async move {
-            sqlx::query_scalar!(
-                r#"SELECT EXISTS (SELECT 1 FROM agent WHERE name = $1) AS "found!""#,
-                name
-            )
-            .fetch_one(&pool)
-            .await
+        self.run_retrying(move |pool| {
+            let name = name.clone();
+            async move {
+                sqlx::query_scalar!(
+                    r#"SELECT EXISTS (SELECT 1 FROM agent WHERE name = $1) AS "found!""#,
+                    name
+                )
+                .fetch_one(&pool)
+                .await
+            }
         })
         .await
     }

@@ -66,7 +66,7 @@ impl Store {
     /// A channel, enabled or not.
     pub async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, StoreError> {
         let row = self
-            .run(move |pool| async move {
+            .run_retrying(move |pool| async move {
                 sqlx::query_as!(
                     ChannelRow,
                     "SELECT id, name, origins, cross_site, prompt, enabled, created_at
@@ -106,7 +106,7 @@ impl Store {
 
     /// Every origin some enabled channel lists.
     pub async fn allowed_origins(&self) -> Result<Vec<String>, StoreError> {
-        self.run(|pool| async move {
+        self.run_retrying(|pool| async move {
             sqlx::query_scalar!(
                 r#"SELECT DISTINCT unnest(origins) AS "origin!" FROM web_channel WHERE enabled"#
             )
@@ -119,14 +119,16 @@ impl Store {
     /// Whether any enabled channel lists `origin`: decides CORS preflights, which carry no
     /// channel.
     pub async fn origin_is_registered(&self, origin: WebOrigin) -> Result<bool, StoreError> {
-        self.run(move |pool| async move {
+        self.run_retrying(move |pool| {
+            let origin = origin.clone();
+            async move {
             sqlx::query_scalar!(
                 r#"SELECT EXISTS (SELECT 1 FROM web_channel WHERE enabled AND $1 = ANY (origins)) AS "found!""#,
                 origin.as_str()
             )
             .fetch_one(&pool)
             .await
-        })
+        }})
         .await
     }
 }

@@ -1,6 +1,12 @@
 //! [`Store`]: the one handle through which the rest of the service reaches the database. It
 //! has one method per query (defined beside their SQL in this folder's files) and applies the
 //! database deadline in one place, [`Store::run`].
+//!
+//! After a database restart every idle pooled connection is dead, and each would fail one
+//! request. Queries that are safe to run twice (reads, and writes that state a value rather
+//! than change one) use [`Store::run_retrying`]: a statement that fails because its connection
+//! broke sets the other idle connections aside (the pool tests each as it comes back and
+//! closes the dead) and runs once more, on a connection the pool opens afresh.
 
 use std::future::Future;
 
@@ -48,4 +54,46 @@ impl Store {
             Err(failed) => Err(StoreError::Task(failed.to_string())),
         }
     }
+
+    /// [`Store::run`] for work that is safe to run twice: when its connection turns out to be
+    /// broken, the idle connections are set aside and `work` runs once more, within the same
+    /// deadline.
+    pub(super) async fn run_retrying<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: Fn(PgPool) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(move |pool| async move {
+            match work(pool.clone()).await {
+                Err(e) if is_broken_connection(&e) => {
+                    tracing::warn!(error = %e, "a pooled connection was broken; trying a fresh one");
+                    set_idle_connections_aside(&pool);
+                    work(pool).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+}
+
+/// Whether an error means the connection it happened on is gone (the server restarted or
+/// went away, the network broke), rather than anything about the statement.
+pub(super) fn is_broken_connection(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        // Class 08: connection exception; 57P01/57P02: the server terminated the session.
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P02"),
+        _ => false,
+    }
+}
+
+/// Takes every idle connection out of the pool at once and gives them back: the pool tests each
+/// on its way back and closes the dead, and meanwhile the next acquire opens a fresh one.
+fn set_idle_connections_aside(pool: &PgPool) {
+    let idle: Vec<_> = std::iter::from_fn(|| pool.try_acquire()).collect();
+    drop(idle);
 }

@@ -44,27 +44,30 @@ impl Store {
         after: Option<Position>,
         limit: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        self.run(move |pool| async move {
-            let mut tx = custom_plans(&pool).await?;
-            let page = query_filtered!(
-                filter,
-                "AND ($7::timestamptz IS NULL OR (received_at, id) > ($7, $8))
+        self.run_retrying(move |pool| {
+            let filter = filter.clone();
+            async move {
+                let mut tx = custom_plans(&pool).await?;
+                let page = query_filtered!(
+                    filter,
+                    "AND ($7::timestamptz IS NULL OR (received_at, id) > ($7, $8))
          ORDER BY received_at, id
          LIMIT $9",
-                after.map(|p| p.received_at),
-                after.map_or(0, |p| p.id),
-                limit,
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(page)
+                    after.map(|p| p.received_at),
+                    after.map_or(0, |p| p.id),
+                    limit,
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(page)
+            }
         })
         .await
     }
 
     pub async fn message(&self, id: MessageId) -> Result<Option<MessageRow>, StoreError> {
-        self.run(move |pool| async move {
+        self.run_retrying(move |pool| async move {
             query_message!("SELECT", "FROM leave_message WHERE id = $1", id.get())
                 .fetch_optional(&pool)
                 .await
@@ -74,21 +77,24 @@ impl Store {
 
     /// Several messages by id, in list order (for the live stream).
     pub async fn messages_by_ids(&self, ids: Vec<i64>) -> Result<Vec<MessageRow>, StoreError> {
-        self.run(move |pool| async move {
-            query_message!(
-                "SELECT",
-                "FROM leave_message WHERE id = ANY($1) ORDER BY received_at, id",
-                &ids
-            )
-            .fetch_all(&pool)
-            .await
+        self.run_retrying(move |pool| {
+            let ids = ids.clone();
+            async move {
+                query_message!(
+                    "SELECT",
+                    "FROM leave_message WHERE id = ANY($1) ORDER BY received_at, id",
+                    &ids
+                )
+                .fetch_all(&pool)
+                .await
+            }
         })
         .await
     }
 
     /// The highest message id stored so far, if any.
     pub async fn newest_message_id(&self) -> Result<Option<i64>, StoreError> {
-        self.run(|pool| async move {
+        self.run_retrying(|pool| async move {
             sqlx::query_scalar!("SELECT max(id) FROM leave_message")
                 .fetch_one(&pool)
                 .await
@@ -103,7 +109,7 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        self.run(move |pool| async move {
+        self.run_retrying(move |pool| async move {
             query_message!(
                 "SELECT",
                 "FROM leave_message WHERE id > $1 ORDER BY id LIMIT $2",

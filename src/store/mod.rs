@@ -56,21 +56,13 @@ where
 }
 
 impl Store {
-    /// Succeeds when the database answers a trivial query. Pooled connections that died with a
-    /// database restart fail once each (an I/O error) and are dropped, so each of them may be
-    /// tried: readiness reflects the database, not the pool's leftovers.
+    /// Succeeds when the database answers a trivial query. A pooled connection that died with
+    /// a database restart is retried on a fresh one: readiness reflects the database, not the
+    /// pool's leftovers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|pool| async move {
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                match sqlx::query("SELECT 1").execute(&pool).await {
-                    Ok(_) => return Ok(()),
-                    Err(sqlx::Error::Io(_)) if attempts <= pool.size() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        })
+        self.run_retrying(
+            |pool| async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) },
+        )
         .await
     }
 }

@@ -42,22 +42,25 @@ impl Store {
         hash: &TokenHash,
     ) -> Result<(), StoreError> {
         let (claims, user_name, hash) = (claims.clone(), user_name.clone(), *hash);
-        self.run(move |pool| async move {
-            sqlx::query!(
-                "INSERT INTO visitor_token (channel_id, user_id, user_name, token_hash, issued_at, expires_at)
+        self.run_retrying(move |pool| {
+            let (claims, user_name) = (claims.clone(), user_name.clone());
+            async move {
+                sqlx::query!(
+                    "INSERT INTO visitor_token (channel_id, user_id, user_name, token_hash, issued_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (channel_id, user_id) DO UPDATE
          SET user_name = EXCLUDED.user_name, token_hash = EXCLUDED.token_hash,
              issued_at = EXCLUDED.issued_at, expires_at = EXCLUDED.expires_at",
-                claims.channel.as_uuid(),
-                claims.user_id.as_str(),
-                user_name.as_str(),
-                hash.0.as_slice(),
-                claims.issued_at,
-                claims.expires_at,
-            )
-            .execute(&pool)
-            .await
+                    claims.channel.as_uuid(),
+                    claims.user_id.as_str(),
+                    user_name.as_str(),
+                    hash.0.as_slice(),
+                    claims.issued_at,
+                    claims.expires_at,
+                )
+                .execute(&pool)
+                .await
+            }
         })
         .await?;
         Ok(())
@@ -73,19 +76,22 @@ impl Store {
     ) -> Result<Option<TokenHolder>, StoreError> {
         let (channel, user_id, hash) = (claims.channel, claims.user_id.clone(), *hash);
         let row = self
-            .run(move |pool| async move {
-                sqlx::query!(
-                    "SELECT t.user_name, c.origins
+            .run_retrying(move |pool| {
+                let user_id = user_id.clone();
+                async move {
+                    sqlx::query!(
+                        "SELECT t.user_name, c.origins
          FROM visitor_token t JOIN web_channel c ON c.id = t.channel_id
          WHERE t.channel_id = $1 AND t.user_id = $2 AND t.token_hash = $3
            AND t.expires_at > $4 AND c.enabled",
-                    channel.as_uuid(),
-                    user_id.as_str(),
-                    hash.0.as_slice(),
-                    now,
-                )
-                .fetch_optional(&pool)
-                .await
+                        channel.as_uuid(),
+                        user_id.as_str(),
+                        hash.0.as_slice(),
+                        now,
+                    )
+                    .fetch_optional(&pool)
+                    .await
+                }
             })
             .await?;
         Ok(row.map(|r| TokenHolder {
@@ -98,7 +104,7 @@ impl Store {
     /// Deletes tokens that expired before `before`; they can no longer be used anyway.
     pub async fn delete_expired_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = self
-            .run(move |pool| async move {
+            .run_retrying(move |pool| async move {
                 sqlx::query!("DELETE FROM visitor_token WHERE expires_at < $1", before)
                     .execute(&pool)
                     .await

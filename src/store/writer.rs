@@ -21,6 +21,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{NewMessage, Outcome};
+use super::handle::is_broken_connection;
 use super::{Store, StoreError, within_deadline};
 use crate::counters;
 
@@ -180,12 +181,15 @@ async fn write_batch(connection: &mut Connection, mut batch: Vec<Job>) {
     }
 }
 
-/// Deadlocks and serialization failures are resolved by trying again.
+/// Deadlocks and serialization failures are resolved by trying again; so is a connection
+/// found broken (the database restarted since the last batch), once, on a new connection:
+/// rows already stored are then found by their submission key, so nothing is stored twice.
 async fn insert_with_retry(
     connection: &mut Connection,
     rows: &[(&NewMessage, [u8; 32])],
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut attempt = 0;
+    let mut reconnected = false;
     loop {
         attempt += 1;
         let written = match connection.get().await {
@@ -198,6 +202,10 @@ async fn insert_with_retry(
         match written {
             Err(e) if attempt < 3 && is_transient(&e) => {
                 tracing::warn!(error = %e, attempt, "batch write failed transiently; retrying");
+            }
+            Err(e) if !reconnected && is_broken_connection(&e) => {
+                reconnected = true;
+                tracing::warn!(error = %e, "the writer's connection was broken; reconnecting");
             }
             other => return other,
         }

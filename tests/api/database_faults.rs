@@ -182,3 +182,54 @@ async fn with_postgres_stopped_mid_load_requests_get_503_and_the_service_recover
     drop(stream);
     leavemsg::startup::Application::shutdown(&app.handle, &app.live).await;
 }
+
+/// CONTRACT §5: a lost database connection costs no request once the database is back. After
+/// a restart every pooled connection (and the writer's) is dead; the first requests after it
+/// find that out and go on, on fresh connections.
+#[tokio::test]
+async fn after_a_database_restart_no_request_fails_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = private_cluster(&dir);
+    let app = spawn_app_on(cluster_url(&cluster.0, "postgres"), |_| {}).await;
+    let (channel, token) = app.channel_and_token().await;
+    let msg = |text: &str| json!({"phoneNo": "123456", "leaveMessage": text});
+    assert_eq!(
+        reply(app.leave_message(&token, &msg("before")).await)
+            .await
+            .0,
+        200
+    );
+    app.pool.close().await;
+    // Many requests at once, so the pool holds many connections, all of which the restart
+    // will break.
+    let users: Vec<String> = (0..24).map(|i| format!("warm-{i}")).collect();
+    let calls = users.iter().map(|user| app.token_for(&channel, user));
+    futures_util::future::join_all(calls).await;
+
+    let stopper = cluster.0.clone();
+    tokio::task::spawn_blocking(move || stopper.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    let starter_dir = dir.path().to_owned();
+    let _restarted = tokio::task::spawn_blocking(move || {
+        leavemsg::store::embedded_cluster(&starter_dir).start()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+
+    // The database is back: from the first request on, nothing fails.
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "readiness after the restart");
+    for i in 0..24 {
+        let resp = app
+            .apply_token_raw(&json!({"userId": format!("after-{i}"), "userName": "n",
+                                     "channelId": channel}))
+            .await;
+        let (status, body) = reply(resp).await;
+        assert_eq!((status, body["resultCode"].as_str()), (200, Some("0")), "applyToken {i}");
+    }
+    let (status, body) = reply(app.leave_message(&token, &msg("after")).await).await;
+    assert_eq!((status, body["resultCode"].as_str()), (200, Some("0")));
+}
