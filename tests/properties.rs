@@ -107,12 +107,21 @@ proptest! {
             .map(|ip| ip.to_canonical())
             .collect();
         prop_assert!(named.contains(&got));
+        // With an X-Forwarded-For header, X-Real-IP (which the client may have written) is
+        // never believed: the answer is the peer or a hop of the chain.
+        let peer_or_hops: Vec<IpAddr> = std::iter::once(peer)
+            .chain(hops.iter().copied())
+            .map(|ip| ip.to_canonical())
+            .collect();
+        prop_assert!(peer_or_hops.contains(&got));
         if !trusted.contains(peer) {
             prop_assert_eq!(got, peer.to_canonical());
         }
         // Garbage in the headers never panics and never yields an address nobody named.
         let got = resolve(peer, Some(&junk), Some(&junk), &trusted);
         prop_assert!(named.contains(&got) || junk.contains(&got.to_string()));
+        let got = resolve(peer, Some(&junk), real_text.as_deref(), &trusted);
+        prop_assert!(got == peer.to_canonical() || junk.contains(&got.to_string()));
     }
 
     #[test]
