@@ -668,6 +668,43 @@ async fn behind_a_trusted_proxy_an_unreadable_hop_cannot_dodge_the_per_ip_limit(
 }
 
 #[tokio::test]
+async fn invisible_or_direction_spoofing_text_is_refused_with_code_3() {
+    let app = spawn_app().await;
+    let (_, token) = app.channel_and_token().await;
+    let cases = [
+        ("\u{200b}", "leaveMessage must not be blank"),
+        (
+            " \u{feff}\u{200d}\u{2060} ",
+            "leaveMessage must not be blank",
+        ),
+        (
+            "\u{202e}",
+            "leaveMessage must not contain bidirectional override or isolate characters",
+        ),
+        (
+            "call me at \u{202e}4321",
+            "leaveMessage must not contain bidirectional override or isolate characters",
+        ),
+    ];
+    for (text, desc) in cases {
+        let resp = app
+            .leave_message(&token, &json!({"phoneNo": "123456", "leaveMessage": text}))
+            .await;
+        let (status, got) = reply(resp).await;
+        assert_eq!(status, 200, "{text:?}");
+        assert_eq!(
+            got,
+            json!({
+                "returnCode": "3", "resultCode": "3",
+                "description": "the leaveMessageParams is error.", "resultDesc": desc
+            }),
+            "{text:?}"
+        );
+    }
+    assert_eq!(app.message_count().await, 0);
+}
+
+#[tokio::test]
 async fn a_slow_database_gets_503_code_13_within_5_seconds() {
     let app = spawn_app().await;
     let (_, token) = app.channel_and_token().await;
