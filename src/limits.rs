@@ -1,7 +1,7 @@
 //! Per-token and per-client-IP request limits, counted in this instance's memory.
 
 use std::hash::Hash;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 
 use governor::clock::{Clock, DefaultClock};
@@ -30,8 +30,12 @@ impl Limits {
         }
     }
 
+    /// Counts a call against the client's allowance: an IPv4 address's own (also when written
+    /// IPv4-mapped), an IPv6 address's /64 network's. One IPv6 subscriber or host is usually
+    /// given a whole /64, so counting single addresses would let one client take a fresh
+    /// allowance per call.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), RetryAfter> {
-        check(self.per_ip.as_ref(), &ip)
+        check(self.per_ip.as_ref(), &limit_key(ip))
     }
 
     pub fn check_token(&self, token: &TokenHash) -> Result<(), RetryAfter> {
@@ -47,6 +51,17 @@ impl Limits {
         if let Some(l) = &self.per_ip {
             l.retain_recent();
             l.shrink_to_fit();
+        }
+    }
+}
+
+/// The address whose allowance a call from `ip` uses: IPv4 as itself, IPv6 as its /64.
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let network = v6.to_bits() & !u128::from(u64::MAX);
+            IpAddr::V6(Ipv6Addr::from_bits(network))
         }
     }
 }
@@ -95,5 +110,32 @@ mod tests {
         assert!(limits.check_ip(a).is_err());
         assert!(limits.check_ip(b).is_ok());
         limits.forget_idle();
+    }
+
+    #[test]
+    fn an_ipv6_network_of_64_bits_shares_one_allowance() {
+        let limits = Limits::new(0, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(limits.check_ip(ip("2001:db8:1:2::1")).is_ok());
+        assert!(
+            limits
+                .check_ip(ip("2001:db8:1:2:ffff:ffff:ffff:fffe"))
+                .is_ok()
+        );
+        assert!(limits.check_ip(ip("2001:db8:1:2:abcd::9")).is_err());
+        // The next /64 has its own.
+        assert!(limits.check_ip(ip("2001:db8:1:3::1")).is_ok());
+    }
+
+    #[test]
+    fn ipv4_counts_as_itself_also_when_written_mapped() {
+        let limits = Limits::new(0, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(limits.check_ip(ip("192.0.2.1")).is_ok());
+        assert!(limits.check_ip(ip("::ffff:192.0.2.1")).is_ok());
+        assert!(limits.check_ip(ip("192.0.2.1")).is_err());
+        // Neighbours in the same /24 are other clients.
+        assert!(limits.check_ip(ip("192.0.2.2")).is_ok());
+        assert!(limits.check_ip(ip("::ffff:192.0.2.3")).is_ok());
     }
 }

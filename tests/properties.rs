@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use leavemsg::agent::cursor;
 use leavemsg::credentials::SigningKey;
 use leavemsg::domain::TrustedProxies;
-use leavemsg::domain::{ChannelId, MessageText, PhoneNo, UserId};
+use leavemsg::domain::{ChannelId, MessageText, PhoneNo, UserId, is_bidi_control, is_blank};
 use leavemsg::store::listing::Position;
 use leavemsg::visitor::client_ip::resolve;
 use leavemsg::visitor::leave_message::parse_body;
@@ -41,13 +41,18 @@ proptest! {
     }
 
     #[test]
-    fn message_parsing_never_panics_and_keeps_its_promises(raw in "\\PC{0,60}|(?s).{0,60}") {
+    fn message_parsing_never_panics_and_keeps_its_promises(
+        // The third alternative mixes invisible and bidirectional characters with a visible one.
+        raw in "\\PC{0,60}|(?s).{0,60}|[ a\u{ad}\u{200b}-\u{200f}\u{202a}-\u{202e}\u{2060}\u{2066}-\u{2069}\u{feff}]{0,12}"
+    ) {
         match MessageText::parse(&raw) {
             Ok(text) => {
                 let kept = text.as_str();
                 prop_assert_eq!(kept, raw.trim());
                 prop_assert!(!kept.is_empty() && kept.chars().count() <= MessageText::MAX_CHARS);
                 prop_assert!(kept.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\r' | '\n')));
+                prop_assert!(!is_blank(kept), "{:?} has nothing visible", kept);
+                prop_assert!(!kept.chars().any(is_bidi_control), "{:?}", kept);
             }
             Err(e) => prop_assert!(e.to_string().starts_with("leaveMessage ")),
         }
@@ -55,7 +60,9 @@ proptest! {
 
     #[test]
     fn tokens_round_trip_and_any_change_is_refused(
-        user in "[^\\p{Cc}\\s][^\\p{Cc}]{0,30}[^\\p{Cc}\\s]|[^\\p{Cc}\\s]",
+        // Valid userIds: no controls or format characters (bidirectional controls are among
+        // them), and a visible character at each end (not a mark or a filler).
+        user in "[^\\p{Cc}\\p{Cf}\\p{Mn}\\s\u{115f}\u{1160}\u{3164}\u{ffa0}][^\\p{Cc}\\p{Cf}]{0,30}[^\\p{Cc}\\p{Cf}\\p{Mn}\\s\u{115f}\u{1160}\u{3164}\u{ffa0}]|[^\\p{Cc}\\p{Cf}\\p{Mn}\\s\u{115f}\u{1160}\u{3164}\u{ffa0}]",
         ttl in 60i64..604_800,
         flip in any::<prop::sample::Index>(),
     ) {
@@ -107,12 +114,21 @@ proptest! {
             .map(|ip| ip.to_canonical())
             .collect();
         prop_assert!(named.contains(&got));
+        // With an X-Forwarded-For header, X-Real-IP (which the client may have written) is
+        // never believed: the answer is the peer or a hop of the chain.
+        let peer_or_hops: Vec<IpAddr> = std::iter::once(peer)
+            .chain(hops.iter().copied())
+            .map(|ip| ip.to_canonical())
+            .collect();
+        prop_assert!(peer_or_hops.contains(&got));
         if !trusted.contains(peer) {
             prop_assert_eq!(got, peer.to_canonical());
         }
         // Garbage in the headers never panics and never yields an address nobody named.
         let got = resolve(peer, Some(&junk), Some(&junk), &trusted);
         prop_assert!(named.contains(&got) || junk.contains(&got.to_string()));
+        let got = resolve(peer, Some(&junk), real_text.as_deref(), &trusted);
+        prop_assert!(got == peer.to_canonical() || junk.contains(&got.to_string()));
     }
 
     #[test]

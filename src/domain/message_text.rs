@@ -1,7 +1,7 @@
-use super::{FieldError, is_forbidden_control};
+use super::{FieldError, bidi_refusal, is_bidi_control, is_blank, is_forbidden_control};
 
-/// The text of a left message: trimmed, 1-2000 Unicode scalar values, no control
-/// characters except tab, CR and LF.
+/// The text of a left message: trimmed, 1-2000 Unicode scalar values, something visible in
+/// it, no control characters except tab, CR and LF, no bidirectional overrides or isolates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageText(String);
 
@@ -11,7 +11,7 @@ impl MessageText {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let field = "leaveMessage";
         let trimmed = raw.trim();
-        if trimmed.is_empty() {
+        if is_blank(trimmed) {
             return Err(FieldError::new(field, "must not be blank"));
         }
         if trimmed.chars().any(is_forbidden_control) {
@@ -19,6 +19,9 @@ impl MessageText {
                 field,
                 "must not contain NUL or other control characters (tab, CR and LF are allowed)",
             ));
+        }
+        if trimmed.chars().any(is_bidi_control) {
+            return Err(bidi_refusal(field));
         }
         if trimmed.chars().count() > Self::MAX_CHARS {
             return Err(FieldError::new(
@@ -68,6 +71,44 @@ mod tests {
                 "{raw:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn invisible_characters_alone_are_blank() {
+        for raw in [
+            "\u{200b}",
+            " \u{200b}\u{200c}\u{200d} ",
+            "\u{2060}\u{feff}",
+            "\u{180e}\u{ad}",
+            "\u{3000}\u{a0}",
+        ] {
+            assert_eq!(
+                MessageText::parse(raw).unwrap_err().to_string(),
+                "leaveMessage must not be blank",
+                "{raw:?}"
+            );
+        }
+        // Beside visible text they are kept: a joiner is part of many emoji and scripts.
+        let family = "call 👨\u{200d}👩\u{200d}👧";
+        assert_eq!(MessageText::parse(family).unwrap().as_str(), family);
+    }
+
+    #[test]
+    fn refuses_bidirectional_overrides_and_isolates() {
+        for c in [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}',
+        ] {
+            let raw = format!("call me {c}back");
+            assert_eq!(
+                MessageText::parse(&raw).unwrap_err().to_string(),
+                "leaveMessage must not contain bidirectional override or isolate characters",
+                "{raw:?}"
+            );
+        }
+        assert!(MessageText::parse("\u{202e}").is_err());
+        // Right-to-left text itself is welcome.
+        assert!(MessageText::parse("اتصل بي من فضلك").is_ok());
     }
 
     #[test]

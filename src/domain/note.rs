@@ -1,7 +1,8 @@
-use super::{FieldError, is_forbidden_control};
+use super::{FieldError, bidi_refusal, is_bidi_control, is_blank, is_forbidden_control};
 
 /// An agent's note on a message: trimmed, 1-2000 characters, no control characters other than
-/// tab, CR and LF. A blank note is no note.
+/// tab, CR and LF, no bidirectional overrides or isolates. A blank note (nothing visible in it)
+/// is no note.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note(String);
 
@@ -10,7 +11,7 @@ impl Note {
 
     /// `Ok(None)` for a missing or blank note.
     pub fn parse_optional(raw: Option<&str>) -> Result<Option<Self>, FieldError> {
-        let Some(note) = raw.map(str::trim).filter(|n| !n.is_empty()) else {
+        let Some(note) = raw.map(str::trim).filter(|n| !is_blank(n)) else {
             return Ok(None);
         };
         if note.chars().count() > Self::MAX_CHARS {
@@ -24,6 +25,9 @@ impl Note {
                 "note",
                 "must not contain control characters other than tab, CR and LF",
             ));
+        }
+        if note.chars().any(is_bidi_control) {
+            return Err(bidi_refusal("note"));
         }
         Ok(Some(Note(note.to_owned())))
     }
@@ -54,6 +58,17 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("control characters")
+        );
+    }
+
+    #[test]
+    fn invisible_only_is_no_note_and_bidirectional_controls_are_refused() {
+        assert_eq!(Note::parse_optional(Some("\u{200b}\u{200c}")), Ok(None));
+        assert_eq!(
+            Note::parse_optional(Some("no \u{202e}rewsna"))
+                .unwrap_err()
+                .to_string(),
+            "note must not contain bidirectional override or isolate characters"
         );
     }
 }

@@ -3,7 +3,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use super::FieldError;
+use super::{FieldError, bidi_refusal, is_bidi_control, is_blank};
 
 /// A web channel's Configuration ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,7 +42,8 @@ impl FromStr for ChannelId {
     }
 }
 
-/// The visitor's userId from applyToken: 1-32 characters, no control characters.
+/// The visitor's userId from applyToken: 1-32 characters, something visible, no control
+/// characters, no bidirectional overrides or isolates.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserId(String);
 
@@ -58,7 +59,8 @@ impl UserId {
     }
 }
 
-/// The visitor's userName from applyToken: 1-64 characters, no control characters.
+/// The visitor's userName from applyToken: 1-64 characters, something visible, no control
+/// characters, no bidirectional overrides or isolates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserName(String);
 
@@ -76,7 +78,7 @@ impl UserName {
 
 fn bounded_text(field: &str, raw: &str, max_chars: usize) -> Result<String, FieldError> {
     let trimmed = raw.trim();
-    if trimmed.is_empty() {
+    if is_blank(trimmed) {
         return Err(FieldError::new(field, "must not be blank"));
     }
     if trimmed.chars().any(char::is_control) {
@@ -84,6 +86,9 @@ fn bounded_text(field: &str, raw: &str, max_chars: usize) -> Result<String, Fiel
             field,
             "must not contain control characters",
         ));
+    }
+    if trimmed.chars().any(is_bidi_control) {
+        return Err(bidi_refusal(field));
     }
     if trimmed.chars().count() > max_chars {
         return Err(FieldError(format!(
@@ -123,9 +128,33 @@ mod tests {
             "userName must be at most 64 characters long"
         );
     }
+
+    #[test]
+    fn user_fields_refuse_invisible_only_and_bidirectional_controls() {
+        assert_eq!(
+            UserName::parse("\u{200b}\u{feff}").unwrap_err().to_string(),
+            "userName must not be blank"
+        );
+        assert_eq!(
+            UserId::parse(" \u{2060} ").unwrap_err().to_string(),
+            "userId must not be blank"
+        );
+        assert_eq!(
+            UserName::parse("Ada \u{202e}ecalevoL")
+                .unwrap_err()
+                .to_string(),
+            "userName must not contain bidirectional override or isolate characters"
+        );
+        assert_eq!(
+            UserId::parse("v\u{2066}1").unwrap_err().to_string(),
+            "userId must not contain bidirectional override or isolate characters"
+        );
+        assert!(UserName::parse("Zoë\u{200d}").is_ok());
+    }
 }
 
-/// An agent's name: 1-100 characters, no control characters.
+/// An agent's name: 1-100 characters, something visible, no control characters, no
+/// bidirectional overrides or isolates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentName(String);
 
@@ -148,7 +177,17 @@ mod agent_name_tests {
     #[test]
     fn agent_names_refuse_control_characters_and_blanks() {
         assert_eq!(AgentName::parse(" alice ").unwrap().as_str(), "alice");
-        for bad in ["", "  ", "a\u{0}b", "tab\there", &"n".repeat(101)] {
+        for bad in [
+            "",
+            "  ",
+            "a\u{0}b",
+            "tab\there",
+            &"n".repeat(101),
+            "\u{200b}",
+            "\u{ad}\u{180e}",
+            "ali\u{202e}ce",
+            "bob\u{2069}",
+        ] {
             assert!(AgentName::parse(bad).is_err(), "{bad:?}");
         }
     }

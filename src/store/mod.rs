@@ -67,15 +67,36 @@ impl Store {
     }
 }
 
-/// Applies pending migrations.
+/// Applies pending migrations, on a database that stores text as UTF-8 only.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    require_utf8(pool).await?;
     MIGRATOR.run(pool).await?;
     Ok(())
 }
 
-/// Errors unless every migration this binary knows is applied: commands other than `serve`
-/// and `migrate` refuse to work on an old schema.
+/// Errors, in one line that says how to fix it, unless the database's encoding is UTF8.
+/// In a `SQL_ASCII` database every message with a character outside ASCII fails to store
+/// (503 for a valid request), and PostgreSQL writes the failed statement, message text
+/// included, into its log; other encodings cannot hold every visitor's text either. So the
+/// service refuses to start on one rather than fail message by message.
+pub async fn require_utf8(pool: &PgPool) -> anyhow::Result<()> {
+    let encoding: String = sqlx::query_scalar("SELECT current_setting('server_encoding')")
+        .fetch_one(pool)
+        .await?;
+    if encoding != "UTF8" {
+        anyhow::bail!(
+            "the database's encoding is {encoding}; leavemsg needs UTF8: create it with \
+             ENCODING 'UTF8' (e.g. CREATE DATABASE leavemsg ENCODING 'UTF8' TEMPLATE template0)"
+        );
+    }
+    Ok(())
+}
+
+/// Errors unless the database is UTF-8 ([`require_utf8`]) and every migration this binary
+/// knows is applied: commands other than `serve` and `migrate` refuse to work on an old
+/// schema.
 pub async fn require_migrated(pool: &PgPool) -> anyhow::Result<()> {
+    require_utf8(pool).await?;
     let table_exists: bool =
         sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
             .fetch_one(pool)

@@ -39,10 +39,12 @@ struct ApplyTokenParams {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct ApplyTokenRequest {
-    /// The visitor's id, 1-32 characters, kept in the browser.
+    /// The visitor's id, 1-32 characters, kept in the browser; something visible, no control
+    /// or bidirectional override characters.
     #[schema(rename = "userId", min_length = 1, max_length = 32)]
     user_id: String,
-    /// The visitor's name, 1-64 characters.
+    /// The visitor's name, 1-64 characters; something visible, no control or bidirectional
+    /// override characters.
     #[schema(rename = "userName", min_length = 1, max_length = 64)]
     user_name: String,
     /// The web channel's Configuration ID.

@@ -11,8 +11,12 @@ use crate::domain::TrustedProxies;
 /// - Behind a trusted peer, the rightmost X-Forwarded-For hop that is not itself a trusted
 ///   proxy is the client (hops to its left could have been written by the client); if every
 ///   hop is trusted, the leftmost one.
-/// - With no X-Forwarded-For, or one whose deciding hop is not an address, X-Real-IP;
-///   failing that, the peer.
+/// - A deciding hop that is not an address (`unknown`, garbage) gives the peer: the proxy
+///   could not name the client, and nothing else in the request can be believed instead.
+/// - X-Real-IP only when the request has no X-Forwarded-For at all (a proxy configured to set
+///   X-Real-IP alone); failing that, the peer. A client can always add its own X-Real-IP, so
+///   falling back to it whenever the chain is unreadable would let the client choose its
+///   address, and with it its per-IP limit.
 pub fn resolve(
     peer: IpAddr,
     forwarded_for: Option<&str>,
@@ -30,15 +34,10 @@ pub fn resolve(
                 Some(ip) if trusted.contains(ip) => leftmost = Some(ip),
                 Some(ip) => return ip,
                 None if hop.trim().is_empty() => {}
-                None => {
-                    leftmost = None;
-                    break;
-                }
+                None => return peer,
             }
         }
-        if let Some(ip) = leftmost {
-            return ip;
-        }
+        return leftmost.unwrap_or(peer);
     }
     real_ip.and_then(parse_hop).unwrap_or(peer)
 }
@@ -126,15 +125,18 @@ mod tests {
     }
 
     #[test]
-    fn a_garbage_deciding_hop_falls_back_to_real_ip_then_peer() {
+    fn a_garbage_deciding_hop_gives_the_peer_never_the_real_ip_header() {
         let proxies = trusted("10.0.0.0/8");
-        let got = resolve(
-            ip("10.0.0.1"),
-            Some("203.0.113.9, bogus"),
-            Some("198.51.100.2"),
-            &proxies,
-        );
-        assert_eq!(got, ip("198.51.100.2"));
+        // The client writes X-Real-IP itself; the proxy could not name it ("unknown").
+        for chain in [
+            "unknown",
+            "203.0.113.9, bogus",
+            "<script>",
+            "203.0.113.9, unknown, 10.0.0.2",
+        ] {
+            let got = resolve(ip("10.0.0.1"), Some(chain), Some("198.51.100.2"), &proxies);
+            assert_eq!(got, ip("10.0.0.1"), "{chain}");
+        }
         let got = resolve(
             ip("10.0.0.1"),
             Some("<script>"),
@@ -142,6 +144,26 @@ mod tests {
             &proxies,
         );
         assert_eq!(got, ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn an_empty_forwarded_for_still_shuts_out_the_real_ip_header() {
+        let proxies = trusted("10.0.0.0/8");
+        for chain in ["", " ", " , "] {
+            let got = resolve(ip("10.0.0.1"), Some(chain), Some("198.51.100.2"), &proxies);
+            assert_eq!(got, ip("10.0.0.1"), "{chain:?}");
+        }
+    }
+
+    #[test]
+    fn an_untrusted_hop_right_of_garbage_still_decides() {
+        let got = resolve(
+            ip("10.0.0.1"),
+            Some("unknown, 203.0.113.7"),
+            Some("198.51.100.2"),
+            &trusted("10.0.0.0/8"),
+        );
+        assert_eq!(got, ip("203.0.113.7"));
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub struct LeaveMessageRequest {
         example = "123456"
     )]
     phone_no: String,
-    /// Message text: 1-2000 characters after trimming; no control characters except tab, CR, LF.
+    /// Message text: 1-2000 characters after trimming, something visible among them; no
+    /// control characters except tab, CR, LF; no bidirectional override or isolate characters.
     #[schema(
         rename = "leaveMessage",
         min_length = 1,

@@ -34,9 +34,17 @@ pub fn client_ip(req: &HttpRequest, trusted_proxies: &TrustedProxies) -> IpAddr 
     if trusted_proxies.is_empty() {
         return peer.to_canonical();
     }
+    // A value that is not visible ASCII still counts: as a hop nobody can read, so that sending
+    // one cannot make the request look as if it had no X-Forwarded-For (and X-Real-IP count).
+    let values: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .map(|v| v.to_str().unwrap_or("unreadable"))
+        .collect();
+    let forwarded_for = (!values.is_empty()).then(|| values.join(", "));
     client_ip::resolve(
         peer,
-        joined_header(req.headers(), "x-forwarded-for").as_deref(),
+        forwarded_for.as_deref(),
         header_str(req, "x-real-ip"),
         trusted_proxies,
     )

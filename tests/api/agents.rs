@@ -341,6 +341,7 @@ async fn bad_ids_parameters_and_bodies_are_400_unknown_ids_404() {
         json!({"outcome": 3}),
         json!({"outcome": "spam", "note": "x".repeat(2001)}),
         json!({"outcome": "spam", "note": "a\u{0}b"}),
+        json!({"outcome": "spam", "note": "no \u{202e}rewsna"}),
     ] {
         let (status, err) = json_of(
             app.agent_post(&alice, &format!("{API}/{id}/process"), Some(body.clone()))
@@ -351,7 +352,7 @@ async fn bad_ids_parameters_and_bodies_are_400_unknown_ids_404() {
         assert_eq!(err["error"], "bad_request");
     }
     let boss = app.create_agent("boss", true).await;
-    for name in ["", " ", "a\u{0}b"] {
+    for name in ["", " ", "a\u{0}b", "\u{200b}", "bo\u{202e}b"] {
         let (status, _) = json_of(
             app.agent_post(
                 &boss,

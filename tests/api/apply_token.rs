@@ -200,6 +200,45 @@ async fn bad_fields_are_refused_with_a_specific_description() {
 }
 
 #[tokio::test]
+async fn invisible_or_direction_spoofing_user_fields_are_refused_with_code_3() {
+    let app = spawn_app().await;
+    let channel = app.create_channel().await;
+    let cases = [
+        (
+            json!({"userId": "u", "userName": "Ada \u{202e}ecalevoL", "channelId": channel}),
+            "userName must not contain bidirectional override or isolate characters",
+        ),
+        (
+            json!({"userId": "u\u{2066}1", "userName": "n", "channelId": channel}),
+            "userId must not contain bidirectional override or isolate characters",
+        ),
+        (
+            json!({"userId": "u", "userName": "\u{200b}", "channelId": channel}),
+            "userName must not be blank",
+        ),
+        (
+            json!({"userId": "\u{ad}\u{180e}", "userName": "n", "channelId": channel}),
+            "userId must not be blank",
+        ),
+    ];
+    for (body, desc) in cases {
+        let resp = app.apply_token_raw(&body).await;
+        assert_eq!(resp.status(), 200, "{body}");
+        let got: Value = resp.json().await.unwrap();
+        assert_eq!(
+            got,
+            json!({"resultCode": "3", "resultDesc": desc}),
+            "{body}"
+        );
+    }
+    let issued: i64 = sqlx::query_scalar("SELECT count(*) FROM visitor_token")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(issued, 0);
+}
+
+#[tokio::test]
 async fn non_json_and_oversized_bodies_are_refused() {
     let app = spawn_app().await;
     let resp = app

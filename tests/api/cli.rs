@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use sqlx::Connection;
+
 use crate::helpers::*;
 
 /// Runs `leavemsg ARGS` with only the settings given here (no .env, no inherited DATABASE_URL).
@@ -74,6 +76,37 @@ async fn commands_refuse_an_unmigrated_database_in_one_line() {
     let err = stderr(&out);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("run `leavemsg migrate`"), "{err}");
+}
+
+const NOT_UTF8: &str = "the database's encoding is SQL_ASCII; leavemsg needs UTF8: create it with \
+                        ENCODING 'UTF8' (e.g. CREATE DATABASE leavemsg ENCODING 'UTF8' TEMPLATE template0)";
+
+#[tokio::test]
+async fn a_database_not_in_utf8_is_refused_in_one_line() {
+    let url = fresh_database_encoded("SQL_ASCII").await;
+    for args in [&["migrate"][..], &["channel", "list"]] {
+        let out = leavemsg(&[("DATABASE_URL", &url)], args);
+        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert_eq!(err.trim(), format!("leavemsg: {NOT_UTF8}"), "{args:?}");
+    }
+    // Nothing was migrated into it.
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(!migrated);
+}
+
+#[tokio::test]
+async fn the_server_refuses_to_start_on_a_database_not_in_utf8() {
+    let url = fresh_database_encoded("SQL_ASCII").await;
+    let err = match leavemsg::startup::Application::build(test_settings(url)).await {
+        Ok(_) => panic!("the server started on a SQL_ASCII database"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert_eq!(err, NOT_UTF8);
 }
 
 #[tokio::test]

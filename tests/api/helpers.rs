@@ -109,6 +109,28 @@ pub async fn fresh_database() -> String {
     with_database(&server.admin_url, &name)
 }
 
+/// A fresh, empty database stored in `encoding` (e.g. `SQL_ASCII`), with the C locale that
+/// any encoding accepts; returns its URL.
+pub async fn fresh_database_encoded(encoding: &str) -> String {
+    let server = test_server();
+    let admin: PgConnectOptions = server.admin_url.parse().expect("admin url");
+    let mut conn = admin.connect().await.expect("connect to the test server");
+    let name = format!(
+        "lmtest_{}_{}",
+        chrono::Utc::now().timestamp(),
+        uuid::Uuid::new_v4().simple()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE \"{name}\" ENCODING '{encoding}' TEMPLATE template0 \
+         LC_COLLATE 'C' LC_CTYPE 'C'"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("create test database");
+    conn.close().await.ok();
+    with_database(&server.admin_url, &name)
+}
+
 /// `url` with its database name replaced by `name`.
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url

@@ -622,6 +622,89 @@ async fn rate_limits_answer_429_with_retry_after_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_an_unreadable_hop_cannot_dodge_the_per_ip_limit() {
+    // The proxy writes "unknown" when it cannot name the client; the client writes its own
+    // X-Real-IP, a new one each call. Every call then counts as the proxy's (the peer's).
+    let app = spawn_app_with(|s| {
+        s.rate_per_ip = 3;
+        s.trusted_proxies = leavemsg::domain::TrustedProxies::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    let channel = app.create_channel().await;
+    let token = app.token_for(&channel, "visitor-1").await; // the peer's first call
+    let resp = app
+        .client
+        .post(app.facade("doLeaveMessage"))
+        .header("cookie", format!("ccmessaging-token={token}"))
+        .header("x-forwarded-for", "unknown")
+        .header("x-real-ip", "198.51.100.1")
+        .json(&json!({"phoneNo": "123456", "leaveMessage": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply(resp).await.0, 200);
+    let ip: String = sqlx::query_scalar("SELECT host(client_ip) FROM leave_message")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        ip, "127.0.0.1",
+        "the client's own X-Real-IP is not believed"
+    );
+    let mut statuses = Vec::new();
+    for i in 2..4 {
+        let resp = app
+            .client
+            .post(app.facade("applyToken"))
+            .header("x-forwarded-for", "unknown")
+            .header("x-real-ip", format!("198.51.100.{i}"))
+            .json(&json!({"userId": format!("u{i}"), "userName": "n", "channelId": channel}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 429]);
+}
+
+#[tokio::test]
+async fn invisible_or_direction_spoofing_text_is_refused_with_code_3() {
+    let app = spawn_app().await;
+    let (_, token) = app.channel_and_token().await;
+    let cases = [
+        ("\u{200b}", "leaveMessage must not be blank"),
+        (
+            " \u{feff}\u{200d}\u{2060} ",
+            "leaveMessage must not be blank",
+        ),
+        (
+            "\u{202e}",
+            "leaveMessage must not contain bidirectional override or isolate characters",
+        ),
+        (
+            "call me at \u{202e}4321",
+            "leaveMessage must not contain bidirectional override or isolate characters",
+        ),
+    ];
+    for (text, desc) in cases {
+        let resp = app
+            .leave_message(&token, &json!({"phoneNo": "123456", "leaveMessage": text}))
+            .await;
+        let (status, got) = reply(resp).await;
+        assert_eq!(status, 200, "{text:?}");
+        assert_eq!(
+            got,
+            json!({
+                "returnCode": "3", "resultCode": "3",
+                "description": "the leaveMessageParams is error.", "resultDesc": desc
+            }),
+            "{text:?}"
+        );
+    }
+    assert_eq!(app.message_count().await, 0);
+}
+
+#[tokio::test]
 async fn a_slow_database_gets_503_code_13_within_5_seconds() {
     let app = spawn_app().await;
     let (_, token) = app.channel_and_token().await;
