@@ -88,3 +88,39 @@ async fn openapi_describes_both_interfaces() {
         assert!(message.get(field).is_some(), "Message schema lacks {field}");
     }
 }
+
+#[tokio::test]
+async fn methods_outside_the_known_set_are_one_metric_label() {
+    let app = spawn_app().await;
+    // Long random methods, as an attacker would send them (a method is any token).
+    let methods: Vec<String> = (0..4)
+        .map(|_| {
+            let word = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+            format!("M{}", word.repeat(60))
+        })
+        .collect();
+    for (method, path) in methods
+        .iter()
+        .zip(["/healthz", "/nowhere", "/console", "/metrics"])
+    {
+        let request = format!("{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let (status, _) = app.raw_request(request.as_bytes()).await;
+        assert_ne!(status, 0, "no answer to {path}");
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(r#"method="other""#), "{text}");
+    for method in &methods {
+        assert!(
+            !text.contains(&method[..20]),
+            "a request's method became a label"
+        );
+    }
+}
