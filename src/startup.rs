@@ -1,10 +1,13 @@
 //! Building and running the HTTP server.
 
+use std::convert::Infallible;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use actix_web::body::{BodySize, BodyStream, BoxBody, MessageBody};
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 
 use crate::limits::Limits;
@@ -59,6 +62,8 @@ impl Application {
             // Runs on each HTTP worker: its own group-commit writer, on its own thread.
             let writer = web::Data::new(Writer::start(&app_store, batch_window));
             App::new()
+                // Inside the request span, which therefore logs and counts HEAD as HEAD.
+                .wrap(from_fn(head_as_get))
                 .wrap(from_fn(telemetry::request_span))
                 .app_data(app_store.clone())
                 .app_data(app_visitor.clone())
@@ -150,6 +155,28 @@ async fn housekeeping(visitor: web::Data<VisitorState>) {
         counters::handle().run_upkeep();
         visitor.housekeeping().await;
     }
+}
+
+/// HEAD is answered wherever GET is, with the head GET would have: the request is routed as a
+/// GET, and the HTTP layer sends no body in answer to a HEAD (it remembers the method the
+/// client sent). One place for every face, so a new GET route cannot forget HEAD.
+async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let head = req.method() == Method::HEAD;
+    if head {
+        req.head_mut().method = Method::GET;
+    }
+    let response = next.call(req).await?;
+    if head && response.response().body().size() == BodySize::Stream {
+        // A streamed body (the live stream, the export) would still be produced, only to be
+        // thrown away, and the live stream never ends: end it at once instead. The head
+        // still says what GET would send.
+        let nothing = futures_util::stream::empty::<Result<web::Bytes, Infallible>>();
+        return Ok(response.map_body(|_, _| BoxBody::new(BodyStream::new(nothing))));
+    }
+    Ok(response.map_into_boxed_body())
 }
 
 async fn not_found() -> HttpResponse {
