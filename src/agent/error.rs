@@ -25,6 +25,9 @@ pub enum ApiError {
         status: String,
         assigned_to: Option<String>,
     },
+    /// The client did not finish sending its body within [`super::BODY_TIMEOUT`].
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// Over a limit; may be retried after `retry_after` seconds.
     #[error("{reason}")]
     TooManyRequests {
@@ -69,7 +72,7 @@ impl From<StoreError> for ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiErrorBody<'a> {
-    /// bad_request, unauthorized, forbidden, not_found, conflict,
+    /// bad_request, unauthorized, forbidden, not_found, conflict, request_timeout,
     /// too_many_requests or unavailable.
     error: &'a str,
     /// What was wrong, in words.
@@ -91,6 +94,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -103,6 +107,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(e) => {
                 tracing::error!(error = ?e, "agent interface: database failure");
@@ -125,6 +130,10 @@ impl ResponseError for ApiError {
             }
             ApiError::TooManyRequests { retry_after, .. } => {
                 builder.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            // The body was not read to its end: the connection cannot carry another request.
+            ApiError::RequestTimeout => {
+                builder.force_close();
             }
             _ => {}
         }

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Agent;
+use super::body::TimedJson;
 use super::cursor;
 use super::error::{ApiError, ApiErrorBody};
 use super::filter::ListParams;
@@ -137,11 +138,11 @@ pub struct AssignBody {
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
         (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
         (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
-        (status = 503, body = ApiErrorBody)))]
+        (status = 408, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn assign(
     agent: Agent,
     id: web::Path<MessageId>,
-    body: web::Json<AssignBody>,
+    TimedJson(body): TimedJson<AssignBody>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
     if !agent.is_admin {
@@ -206,11 +207,11 @@ pub struct ProcessBody {
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
         (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
-        (status = 409, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
+        (status = 409, body = ApiErrorBody), (status = 408, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn process(
     agent: Agent,
     id: web::Path<MessageId>,
-    body: web::Json<ProcessBody>,
+    TimedJson(body): TimedJson<ProcessBody>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();

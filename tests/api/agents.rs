@@ -1,6 +1,7 @@
 //! CONTRACT §3: the agents' interface.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -576,4 +577,53 @@ async fn two_instances_and_many_claimers_never_share_a_message() {
             .await
             .unwrap();
     assert_eq!(pending, 0);
+}
+
+/// Reads a raw answer until its head has arrived (or the connection ends).
+async fn answer_head(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn an_agent_body_that_stops_half_way_is_answered_408() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let alice = app.create_agent("alice", false).await;
+    let (_, token) = app.channel_and_token().await;
+    let id = app.store_message(&token, "123456", "hello").await;
+    let (status, _) = json_of(
+        app.agent_post(&alice, &format!("{API}/{id}/claim"), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let body = r#"{"outcome":"called_back","note":"half of this never comes"}"#;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {API}/{id}/process HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {alice}\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..body.len() / 2]
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // Generous: the server gives up on the body well before this.
+    let answer = tokio::time::timeout(Duration::from_secs(60), answer_head(&mut conn))
+        .await
+        .expect("a body that stopped half way kept its request open");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Nothing was processed.
+    let (_, m) = json_of(app.agent_get(&alice, &format!("{API}/{id}")).await).await;
+    assert_eq!(m["status"], "assigned");
 }
