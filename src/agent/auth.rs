@@ -61,3 +61,25 @@ impl FromRequest for Agent {
         })
     }
 }
+
+/// An admin making the call; any other agent gets 403. A handler taking it reads its body
+/// only after this check (see `messages::assign`), so a non-admin gets 403 whatever the body
+/// holds, and learns nothing about what a valid body would be.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Agent);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Admin, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let agent = Agent::from_request(req, payload);
+        Box::pin(async move {
+            let agent = agent.await?;
+            if !agent.is_admin {
+                return Err(ApiError::Forbidden("only admins may assign messages"));
+            }
+            Ok(Admin(agent))
+        })
+    }
+}

@@ -1,10 +1,10 @@
 //! List, read and change messages. Each handler parses its input into domain values, asks the
 //! store for one change, and answers with [`changed`].
 
-use actix_web::{HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Agent;
+use super::auth::{Admin, Agent};
 use super::body::TimedJson;
 use super::cursor;
 use super::error::{ApiError, ApiErrorBody};
@@ -140,15 +140,26 @@ pub struct AssignBody {
         (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
         (status = 408, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn assign(
-    agent: Agent,
+    Admin(agent): Admin,
     id: web::Path<MessageId>,
-    TimedJson(body): TimedJson<AssignBody>,
+    req: HttpRequest,
+    body: web::Payload,
     store: web::Data<Store>,
+) -> Result<HttpResponse, actix_web::Error> {
+    // Authorisation before validation: actix extracts a handler's parameters together, so a
+    // body parameter could answer 400 before the admin check's 403. The body is read here,
+    // once the caller is known to be an admin.
+    let TimedJson(body) =
+        TimedJson::<AssignBody>::from_request(&req, &mut body.into_inner()).await?;
+    Ok(assign_to(&agent, id.into_inner(), body, &store).await?)
+}
+
+async fn assign_to(
+    agent: &Agent,
+    id: MessageId,
+    body: AssignBody,
+    store: &Store,
 ) -> Result<HttpResponse, ApiError> {
-    if !agent.is_admin {
-        return Err(ApiError::Forbidden("only admins may assign messages"));
-    }
-    let id = id.into_inner();
     let to = body.agent.as_deref().ok_or_else(|| {
         ApiError::BadRequest("agent is required: the name of the agent to assign to".to_owned())
     })?;
@@ -161,7 +172,7 @@ pub async fn assign(
     }
     let change = store.assign(id, &agent.name, &to).await?;
     changed(
-        &store,
+        store,
         id,
         change,
         "assign",

@@ -579,6 +579,33 @@ async fn two_instances_and_many_claimers_never_share_a_message() {
     assert_eq!(pending, 0);
 }
 
+#[tokio::test]
+async fn non_admins_are_refused_assign_before_their_body_is_read() {
+    let app = spawn_app().await;
+    let bob = app.create_agent("bob", false).await;
+    let (_, token) = app.channel_and_token().await;
+    let id = app.store_message(&token, "123456", "hello").await;
+    let path = app.url(&format!("{API}/{id}/assign"));
+    // No body, a body that is not JSON, a body of the wrong shape: 403 each, never 400.
+    for (content_type, body) in [
+        (None, ""),
+        (Some("application/json"), "{not json"),
+        (Some("text/plain"), "agent=bob"),
+        (Some("application/json"), r#"{"agent": 42}"#),
+    ] {
+        let mut req = app.client.post(&path).bearer_auth(&bob).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let (status, err) = json_of(req.send().await.unwrap()).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (403, Some("forbidden")),
+            "{content_type:?} {body:?}"
+        );
+    }
+}
+
 /// Reads a raw answer until its head has arrived (or the connection ends).
 async fn answer_head(stream: &mut tokio::net::TcpStream) -> String {
     use tokio::io::AsyncReadExt;
