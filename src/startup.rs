@@ -10,6 +10,7 @@ use actix_web::http::Method;
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 
+use crate::agent::brake::AuthBrake;
 use crate::limits::Limits;
 use crate::live::{self, Live};
 use crate::settings::Settings;
@@ -32,6 +33,7 @@ pub struct Application {
     store: web::Data<Store>,
     visitor: web::Data<VisitorState>,
     live: web::Data<Live>,
+    brake: web::Data<AuthBrake>,
 }
 
 impl Application {
@@ -52,12 +54,15 @@ impl Application {
         });
         let store = web::Data::new(store);
         let live = web::Data::new(Live::default());
+        // One for all workers: failures count per address whichever worker answers.
+        let brake = web::Data::new(AuthBrake::default());
 
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let batch_window = settings.batch_window;
         let (app_store, app_visitor, app_live) = (store.clone(), visitor.clone(), live.clone());
+        let app_brake = brake.clone();
         let server = HttpServer::new(move || {
             // Runs on each HTTP worker: its own group-commit writer, on its own thread.
             let writer = web::Data::new(Writer::start(&app_store, batch_window));
@@ -68,6 +73,7 @@ impl Application {
                 .app_data(app_store.clone())
                 .app_data(app_visitor.clone())
                 .app_data(app_live.clone())
+                .app_data(app_brake.clone())
                 .app_data(writer)
                 .configure(visitor::routes)
                 .configure(agent::routes)
@@ -89,6 +95,7 @@ impl Application {
             store,
             visitor,
             live,
+            brake,
         })
     }
 
@@ -114,7 +121,7 @@ impl Application {
 
     /// Serves until stopped, then closes the pool and stops the embedded cluster.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let housekeeping = tokio::spawn(housekeeping(self.visitor.clone()));
+        let housekeeping = tokio::spawn(housekeeping(self.visitor.clone(), self.brake.clone()));
         let signals = tokio::spawn(stop_on_signal(self.server.handle(), self.live()));
         let listener = tokio::spawn(live::listen(Store::clone(&self.store), self.live()));
         let served = self.server.await;
@@ -148,12 +155,13 @@ async fn stop_on_signal(handle: ServerHandle, live: Live) {
     Application::shutdown(&handle, &live).await;
 }
 
-async fn housekeeping(visitor: web::Data<VisitorState>) {
+async fn housekeeping(visitor: web::Data<VisitorState>, brake: web::Data<AuthBrake>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         tick.tick().await;
         counters::handle().run_upkeep();
         visitor.housekeeping().await;
+        brake.forget_idle();
     }
 }
 

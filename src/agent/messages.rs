@@ -27,7 +27,7 @@ pub struct Page {
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Page), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn list(
     _agent: Agent,
     params: web::Query<ListParams>,
@@ -52,7 +52,7 @@ pub async fn list(
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
         (status = 503, body = ApiErrorBody)))]
 pub async fn get(
     _agent: Agent,
@@ -78,7 +78,7 @@ pub struct ClaimNextParams {
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 204, description = "Nothing pending"),
-        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody),
         (status = 503, body = ApiErrorBody)))]
 pub async fn claim_next(
     agent: Agent,
@@ -103,7 +103,7 @@ pub async fn claim_next(
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
         (status = 409, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn claim(
     agent: Agent,
@@ -136,7 +136,7 @@ pub struct AssignBody {
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
         (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
         (status = 408, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn assign(
@@ -187,7 +187,7 @@ async fn assign_to(
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
         (status = 409, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn release(
     agent: Agent,
@@ -217,7 +217,7 @@ pub struct ProcessBody {
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
         (status = 409, body = ApiErrorBody), (status = 408, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn process(
     agent: Agent,

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod brake;
 pub mod cursor;
 pub mod error;
 pub mod export;

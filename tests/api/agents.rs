@@ -654,3 +654,38 @@ async fn an_agent_body_that_stops_half_way_is_answered_408() {
     let (_, m) = json_of(app.agent_get(&alice, &format!("{API}/{id}")).await).await;
     assert_eq!(m["status"], "assigned");
 }
+
+#[tokio::test]
+async fn failed_keys_from_one_client_are_braked_and_successes_are_not_counted() {
+    let app = spawn_app().await;
+    let alice = app.create_agent("alice", false).await;
+    // Well-formed keys the database does not know, and keys that do not parse.
+    let unknown = leavemsg::credentials::AgentKey::generate().expose();
+    let wrong_secret = format!("{}x", &alice[..alice.len() - 1]);
+    let bad = [unknown.as_str(), "nonsense", wrong_secret.as_str()];
+    let mut answers = Vec::new();
+    for i in 0..100 {
+        // Valid calls in between are answered and do not count as failures.
+        if i % 10 == 0 {
+            let resp = app.agent_get(&alice, API).await;
+            if answers.last() != Some(&429) {
+                assert_eq!(resp.status(), 200, "a valid key under the limit");
+            }
+        }
+        let resp = app.agent_get(bad[i % bad.len()], API).await;
+        let status = resp.status().as_u16();
+        if status == 429 {
+            assert!(resp.headers().contains_key("retry-after"));
+            let (_, err) = json_of(resp).await;
+            assert_eq!(err["error"], "too_many_requests");
+        } else {
+            assert_eq!(status, 401);
+        }
+        answers.push(status);
+    }
+    let first_refusal = answers.iter().position(|s| *s == 429);
+    assert!(
+        first_refusal.is_some_and(|n| n >= 10),
+        "bad keys were not braked, or braked too early: {answers:?}"
+    );
+}
