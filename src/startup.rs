@@ -174,6 +174,8 @@ async fn head_as_get(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let head = req.method() == Method::HEAD;
     if head {
+        // head_mut needs the request not yet shared: only the request span runs before this
+        // middleware, and it keeps no copy of the request.
         req.head_mut().method = Method::GET;
     }
     let response = next.call(req).await?;
