@@ -1,12 +1,16 @@
 //! Building and running the HTTP server.
 
+use std::convert::Infallible;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use actix_web::body::{BodySize, BodyStream, BoxBody, MessageBody};
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 
+use crate::agent::brake::AuthBrake;
 use crate::limits::Limits;
 use crate::live::{self, Live};
 use crate::settings::Settings;
@@ -29,6 +33,7 @@ pub struct Application {
     store: web::Data<Store>,
     visitor: web::Data<VisitorState>,
     live: web::Data<Live>,
+    brake: web::Data<AuthBrake>,
 }
 
 impl Application {
@@ -50,20 +55,26 @@ impl Application {
         });
         let store = web::Data::new(store);
         let live = web::Data::new(Live::default());
+        // One for all workers: failures count per address whichever worker answers.
+        let brake = web::Data::new(AuthBrake::default());
 
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let batch_window = settings.batch_window;
         let (app_store, app_visitor, app_live) = (store.clone(), visitor.clone(), live.clone());
+        let app_brake = brake.clone();
         let server = HttpServer::new(move || {
             // Runs on each HTTP worker: its own group-commit writer, on its own thread.
             let writer = web::Data::new(Writer::start(&app_store, batch_window));
             App::new()
+                // Inside the request span, which therefore logs and counts HEAD as HEAD.
+                .wrap(from_fn(head_as_get))
                 .wrap(from_fn(telemetry::request_span))
                 .app_data(app_store.clone())
                 .app_data(app_visitor.clone())
                 .app_data(app_live.clone())
+                .app_data(app_brake.clone())
                 .app_data(writer)
                 .configure(visitor::routes)
                 .configure(agent::routes)
@@ -85,6 +96,7 @@ impl Application {
             store,
             visitor,
             live,
+            brake,
         })
     }
 
@@ -110,7 +122,7 @@ impl Application {
 
     /// Serves until stopped, then closes the pool and stops the embedded cluster.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let housekeeping = tokio::spawn(housekeeping(self.visitor.clone()));
+        let housekeeping = tokio::spawn(housekeeping(self.visitor.clone(), self.brake.clone()));
         let signals = tokio::spawn(stop_on_signal(self.server.handle(), self.live()));
         let listener = tokio::spawn(live::listen(Store::clone(&self.store), self.live()));
         let served = self.server.await;
@@ -144,13 +156,38 @@ async fn stop_on_signal(handle: ServerHandle, live: Live) {
     Application::shutdown(&handle, &live).await;
 }
 
-async fn housekeeping(visitor: web::Data<VisitorState>) {
+async fn housekeeping(visitor: web::Data<VisitorState>, brake: web::Data<AuthBrake>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         tick.tick().await;
         counters::handle().run_upkeep();
         visitor.housekeeping().await;
+        brake.forget_idle();
     }
+}
+
+/// HEAD is answered wherever GET is, with the head GET would have: the request is routed as a
+/// GET, and the HTTP layer sends no body in answer to a HEAD (it remembers the method the
+/// client sent). One place for every face, so a new GET route cannot forget HEAD.
+async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let head = req.method() == Method::HEAD;
+    if head {
+        // head_mut needs the request not yet shared: only the request span runs before this
+        // middleware, and it keeps no copy of the request.
+        req.head_mut().method = Method::GET;
+    }
+    let response = next.call(req).await?;
+    if head && response.response().body().size() == BodySize::Stream {
+        // A streamed body (the live stream, the export) would still be produced, only to be
+        // thrown away, and the live stream never ends: end it at once instead. The head
+        // still says what GET would send.
+        let nothing = futures_util::stream::empty::<Result<web::Bytes, Infallible>>();
+        return Ok(response.map_body(|_, _| BoxBody::new(BodyStream::new(nothing))));
+    }
+    Ok(response.map_into_boxed_body())
 }
 
 async fn not_found() -> HttpResponse {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
@@ -42,6 +43,21 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
     };
 }
 
+/// The request's method as a label from a fixed set: a method is any token the client likes,
+/// and each distinct label is a metric series held in memory and rendered at every scrape.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Middleware: a span per request with its id, route and method; one line when it ends.
 pub async fn request_span(
     req: ServiceRequest,
@@ -52,13 +68,13 @@ pub async fn request_span(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "<unmatched>".to_owned());
+    let method = method_label(req.method());
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
-        method = %req.method(),
+        method = method,
         route = %route,
     );
-    let method = req.method().to_string();
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -68,7 +84,7 @@ pub async fn request_span(
         Ok(mut response) => {
             let status = response.status().as_u16();
             tracing::info!(status, elapsed_ms, "request finished");
-            crate::counters::request(&route, &method, status, elapsed);
+            crate::counters::request(&route, method, status, elapsed);
             if let Ok(value) = HeaderValue::from_str(&request_id) {
                 response
                     .headers_mut()
@@ -80,5 +96,19 @@ pub async fn request_span(
             tracing::warn!(elapsed_ms, error = %e, "request failed");
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_fixed_set_are_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
+        assert_eq!(method_label(&Method::CONNECT), "other");
+        let invented = Method::from_bytes(b"FROBNICATEXYZZYFROBNICATE").unwrap();
+        assert_eq!(method_label(&invented), "other");
     }
 }

@@ -7,9 +7,11 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 
+use super::brake::AuthBrake;
 use super::error::ApiError;
 use crate::credentials::AgentKey;
 use crate::domain::AgentName;
+use crate::limits::RetryAfter;
 use crate::store::Store;
 use crate::store::queue::Actor;
 
@@ -45,19 +47,80 @@ impl FromRequest for Agent {
             })
             .and_then(AgentKey::parse);
         let store = req.app_data::<web::Data<Store>>().cloned();
+        let brake = req.app_data::<web::Data<AuthBrake>>().cloned();
+        // The connection's peer: see `brake` for why not a forwarded address.
+        let client = req.peer_addr().map(|a| a.ip().to_canonical());
         Box::pin(async move {
-            let (Some(key), Some(store)) = (presented, store) else {
-                return Err(ApiError::Unauthorized);
+            let (Some(brake), Some(client)) = (brake, client) else {
+                return authenticate(presented, store, None).await;
             };
-            match store.agent_by_key_id(key.id()).await? {
-                Some(agent) if key.matches(&agent.key_hash) => Ok(Agent {
-                    // Names were parsed when the agent was created; one that no longer
-                    // parses is refused rather than trusted.
-                    name: AgentName::parse(&agent.name).map_err(|_| ApiError::Unauthorized)?,
-                    is_admin: agent.is_admin,
-                }),
-                _ => Err(ApiError::Unauthorized),
+            brake.check(client).map_err(too_many_failures)?;
+            match authenticate(presented, store, Some(&brake)).await {
+                // Only failures count: an agent's own calls never brake its address.
+                Err(ApiError::Unauthorized) => {
+                    brake.failed(client).map_err(too_many_failures)?;
+                    Err(ApiError::Unauthorized)
+                }
+                other => other,
             }
+        })
+    }
+}
+
+fn too_many_failures(RetryAfter(retry_after): RetryAfter) -> ApiError {
+    ApiError::TooManyRequests {
+        reason: "too many failed authentications from this address; try again later",
+        retry_after,
+    }
+}
+
+/// The agent whose key this is, or 401.
+async fn authenticate(
+    presented: Option<AgentKey>,
+    store: Option<web::Data<Store>>,
+    brake: Option<&AuthBrake>,
+) -> Result<Agent, ApiError> {
+    let (Some(key), Some(store)) = (presented, store) else {
+        return Err(ApiError::Unauthorized);
+    };
+    if brake.is_some_and(|b| b.unknown.contains(key.id())) {
+        return Err(ApiError::Unauthorized);
+    }
+    match store.agent_by_key_id(key.id()).await? {
+        Some(agent) if key.matches(&agent.key_hash) => Ok(Agent {
+            // Names were parsed when the agent was created; one that no longer
+            // parses is refused rather than trusted.
+            name: AgentName::parse(&agent.name).map_err(|_| ApiError::Unauthorized)?,
+            is_admin: agent.is_admin,
+        }),
+        Some(_) => Err(ApiError::Unauthorized),
+        None => {
+            if let Some(brake) = brake {
+                brake.unknown.remember(key.id());
+            }
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// An admin making the call; any other agent gets 403. A handler taking it reads its body
+/// only after this check (see `messages::assign`), so a non-admin gets 403 whatever the body
+/// holds, and learns nothing about what a valid body would be.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Agent);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Admin, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let agent = Agent::from_request(req, payload);
+        Box::pin(async move {
+            let agent = agent.await?;
+            if !agent.is_admin {
+                return Err(ApiError::Forbidden("only admins may assign messages"));
+            }
+            Ok(Admin(agent))
         })
     }
 }

@@ -25,6 +25,15 @@ pub enum ApiError {
         status: String,
         assigned_to: Option<String>,
     },
+    /// The client did not finish sending its body within [`super::BODY_TIMEOUT`].
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    /// Over a limit; may be retried after `retry_after` seconds.
+    #[error("{reason}")]
+    TooManyRequests {
+        reason: &'static str,
+        retry_after: u64,
+    },
     #[error("the database is unavailable; try again")]
     Unavailable(#[source] StoreError),
 }
@@ -63,7 +72,8 @@ impl From<StoreError> for ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiErrorBody<'a> {
-    /// bad_request, unauthorized, forbidden, not_found, conflict or unavailable.
+    /// bad_request, unauthorized, forbidden, not_found, conflict, request_timeout,
+    /// too_many_requests or unavailable.
     error: &'a str,
     /// What was wrong, in words.
     message: String,
@@ -84,6 +94,8 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -95,6 +107,8 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(e) => {
                 tracing::error!(error = ?e, "agent interface: database failure");
                 crate::counters::database_failure("agent_interface");
@@ -110,8 +124,18 @@ impl ResponseError for ApiError {
             _ => (None, None),
         };
         let mut builder = HttpResponse::build(self.status_code());
-        if let ApiError::Unauthorized = self {
-            builder.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                builder.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                builder.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            // The body was not read to its end: the connection cannot carry another request.
+            ApiError::RequestTimeout => {
+                builder.force_close();
+            }
+            _ => {}
         }
         builder.json(ApiErrorBody {
             error,

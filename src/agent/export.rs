@@ -25,7 +25,7 @@ const PAGE_ROWS: i64 = 1000;
     security(("agent_key" = [])),
     responses(
         (status = 200, description = "CSV with a header row", content_type = "text/csv", body = String),
-        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody),
         (status = 503, body = ApiErrorBody)))]
 pub async fn export(
     _agent: Agent,

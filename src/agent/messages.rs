@@ -1,10 +1,11 @@
 //! List, read and change messages. Each handler parses its input into domain values, asks the
 //! store for one change, and answers with [`changed`].
 
-use actix_web::{HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Agent;
+use super::auth::{Admin, Agent};
+use super::body::TimedJson;
 use super::cursor;
 use super::error::{ApiError, ApiErrorBody};
 use super::filter::ListParams;
@@ -26,7 +27,7 @@ pub struct Page {
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Page), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn list(
     _agent: Agent,
     params: web::Query<ListParams>,
@@ -51,7 +52,7 @@ pub async fn list(
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
         (status = 503, body = ApiErrorBody)))]
 pub async fn get(
     _agent: Agent,
@@ -77,7 +78,7 @@ pub struct ClaimNextParams {
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 204, description = "Nothing pending"),
-        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody),
         (status = 503, body = ApiErrorBody)))]
 pub async fn claim_next(
     agent: Agent,
@@ -102,7 +103,7 @@ pub async fn claim_next(
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
         (status = 409, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn claim(
     agent: Agent,
@@ -135,19 +136,30 @@ pub struct AssignBody {
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
         (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
-        (status = 503, body = ApiErrorBody)))]
+        (status = 408, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn assign(
-    agent: Agent,
+    Admin(agent): Admin,
     id: web::Path<MessageId>,
-    body: web::Json<AssignBody>,
+    req: HttpRequest,
+    body: web::Payload,
     store: web::Data<Store>,
+) -> Result<HttpResponse, actix_web::Error> {
+    // Authorisation before validation: actix extracts a handler's parameters together, so a
+    // body parameter could answer 400 before the admin check's 403. The body is read here,
+    // once the caller is known to be an admin.
+    let TimedJson(body) =
+        TimedJson::<AssignBody>::from_request(&req, &mut body.into_inner()).await?;
+    Ok(assign_to(&agent, id.into_inner(), body, &store).await?)
+}
+
+async fn assign_to(
+    agent: &Agent,
+    id: MessageId,
+    body: AssignBody,
+    store: &Store,
 ) -> Result<HttpResponse, ApiError> {
-    if !agent.is_admin {
-        return Err(ApiError::Forbidden("only admins may assign messages"));
-    }
-    let id = id.into_inner();
     let to = body.agent.as_deref().ok_or_else(|| {
         ApiError::BadRequest("agent is required: the name of the agent to assign to".to_owned())
     })?;
@@ -160,7 +172,7 @@ pub async fn assign(
     }
     let change = store.assign(id, &agent.name, &to).await?;
     changed(
-        &store,
+        store,
         id,
         change,
         "assign",
@@ -175,7 +187,7 @@ pub async fn assign(
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
         (status = 409, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn release(
     agent: Agent,
@@ -205,12 +217,12 @@ pub struct ProcessBody {
     security(("agent_key" = [])),
     responses(
         (status = 200, body = Message), (status = 400, body = ApiErrorBody),
-        (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
-        (status = 409, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 409, body = ApiErrorBody), (status = 408, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn process(
     agent: Agent,
     id: web::Path<MessageId>,
-    body: web::Json<ProcessBody>,
+    TimedJson(body): TimedJson<ProcessBody>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();

@@ -1,6 +1,8 @@
 //! The agents' interface: list, claim, release, process, live stream and CSV export.
 
 pub mod auth;
+pub mod body;
+pub mod brake;
 pub mod cursor;
 pub mod error;
 pub mod export;
@@ -17,6 +19,9 @@ use error::ApiError;
 pub const BASE_PATH: &str = "/api/v1/messages";
 /// Largest JSON body an agent call accepts.
 const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How long an agent call may take to send its body (the visitor's calls allow the same): a
+/// client that stops half way would otherwise hold its connection and worker slot.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(

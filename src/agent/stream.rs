@@ -10,7 +10,7 @@ use actix_web::{HttpResponse, web};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Agent;
-use super::error::ApiErrorBody;
+use super::error::{ApiError, ApiErrorBody};
 use super::message::Message;
 use crate::live::{Live, Subscription};
 use crate::store::MessageRow;
@@ -18,6 +18,12 @@ use crate::store::MessageRow;
 /// A comment line this often keeps idle connections open through proxies, and lets the
 /// server notice clients that left.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Live streams one agent may hold on this instance at once: a console per screen and a few
+/// tabs, with room to spare; one key opening thousands would hold as many connections.
+pub const MAX_STREAMS_PER_AGENT: usize = 8;
+/// What a refused stream is told to wait before trying again: about one heartbeat, by which
+/// time a stream whose client left has been noticed and let go.
+const STREAM_RETRY_AFTER_SECS: u64 = 10;
 /// How long a new stream waits for the instance to start listening before it opens anyway.
 const LISTEN_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -26,9 +32,14 @@ const LISTEN_PATIENCE: Duration = Duration::from_secs(5);
     security(("agent_key" = [])),
     responses(
         (status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String),
-        (status = 401, body = ApiErrorBody)))]
-pub async fn stream(_agent: Agent, live: web::Data<Live>) -> HttpResponse {
-    let subscription = live.subscribe();
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody)))]
+pub async fn stream(agent: Agent, live: web::Data<Live>) -> Result<HttpResponse, ApiError> {
+    let subscription = live
+        .subscribe(agent.name.as_str(), MAX_STREAMS_PER_AGENT)
+        .ok_or(ApiError::TooManyRequests {
+            reason: "this agent already has as many live streams as allowed; close one first",
+            retry_after: STREAM_RETRY_AFTER_SECS,
+        })?;
     // The instance listens for new messages only while someone watches: "connected" is said
     // once messages stored from now on are sure to arrive.
     live.wait_until_listening(LISTEN_PATIENCE).await;
@@ -46,11 +57,11 @@ pub async fn stream(_agent: Agent, live: web::Data<Live>) -> HttpResponse {
         futures_util::stream::once(async move { Ok::<_, Infallible>(opening) }),
         events,
     );
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body)
+        .streaming(body))
 }
 
 /// The next piece of the stream; `None` ends it (the server is shutting down).

@@ -1,6 +1,7 @@
 //! CONTRACT §3: the agents' interface.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -577,4 +578,115 @@ async fn two_instances_and_many_claimers_never_share_a_message() {
             .await
             .unwrap();
     assert_eq!(pending, 0);
+}
+
+#[tokio::test]
+async fn non_admins_are_refused_assign_before_their_body_is_read() {
+    let app = spawn_app().await;
+    let bob = app.create_agent("bob", false).await;
+    let (_, token) = app.channel_and_token().await;
+    let id = app.store_message(&token, "123456", "hello").await;
+    let path = app.url(&format!("{API}/{id}/assign"));
+    // No body, a body that is not JSON, a body of the wrong shape: 403 each, never 400.
+    for (content_type, body) in [
+        (None, ""),
+        (Some("application/json"), "{not json"),
+        (Some("text/plain"), "agent=bob"),
+        (Some("application/json"), r#"{"agent": 42}"#),
+    ] {
+        let mut req = app.client.post(&path).bearer_auth(&bob).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let (status, err) = json_of(req.send().await.unwrap()).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (403, Some("forbidden")),
+            "{content_type:?} {body:?}"
+        );
+    }
+}
+
+/// Reads a raw answer until its head has arrived (or the connection ends).
+async fn answer_head(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn an_agent_body_that_stops_half_way_is_answered_408() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let alice = app.create_agent("alice", false).await;
+    let (_, token) = app.channel_and_token().await;
+    let id = app.store_message(&token, "123456", "hello").await;
+    let (status, _) = json_of(
+        app.agent_post(&alice, &format!("{API}/{id}/claim"), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let body = r#"{"outcome":"called_back","note":"half of this never comes"}"#;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {API}/{id}/process HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {alice}\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..body.len() / 2]
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // Generous: the server gives up on the body well before this.
+    let answer = tokio::time::timeout(Duration::from_secs(60), answer_head(&mut conn))
+        .await
+        .expect("a body that stopped half way kept its request open");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Nothing was processed.
+    let (_, m) = json_of(app.agent_get(&alice, &format!("{API}/{id}")).await).await;
+    assert_eq!(m["status"], "assigned");
+}
+
+#[tokio::test]
+async fn failed_keys_from_one_client_are_braked_and_successes_are_not_counted() {
+    let app = spawn_app().await;
+    let alice = app.create_agent("alice", false).await;
+    // Well-formed keys the database does not know, and keys that do not parse.
+    let unknown = leavemsg::credentials::AgentKey::generate().expose();
+    let wrong_secret = format!("{}x", &alice[..alice.len() - 1]);
+    let bad = [unknown.as_str(), "nonsense", wrong_secret.as_str()];
+    let mut answers = Vec::new();
+    for i in 0..100 {
+        // Valid calls in between are answered and do not count as failures.
+        if i % 10 == 0 {
+            let resp = app.agent_get(&alice, API).await;
+            if answers.last() != Some(&429) {
+                assert_eq!(resp.status(), 200, "a valid key under the limit");
+            }
+        }
+        let resp = app.agent_get(bad[i % bad.len()], API).await;
+        let status = resp.status().as_u16();
+        if status == 429 {
+            assert!(resp.headers().contains_key("retry-after"));
+            let (_, err) = json_of(resp).await;
+            assert_eq!(err["error"], "too_many_requests");
+        } else {
+            assert_eq!(status, 401);
+        }
+        answers.push(status);
+    }
+    let first_refusal = answers.iter().position(|s| *s == 429);
+    assert!(
+        first_refusal.is_some_and(|n| n >= 10),
+        "bad keys were not braked, or braked too early: {answers:?}"
+    );
 }

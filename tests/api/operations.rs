@@ -88,3 +88,100 @@ async fn openapi_describes_both_interfaces() {
         assert!(message.get(field).is_some(), "Message schema lacks {field}");
     }
 }
+
+#[tokio::test]
+async fn methods_outside_the_known_set_are_one_metric_label() {
+    let app = spawn_app().await;
+    // Long random methods, as an attacker would send them (a method is any token).
+    let methods: Vec<String> = (0..4)
+        .map(|_| {
+            let word = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+            format!("M{}", word.repeat(60))
+        })
+        .collect();
+    for (method, path) in methods
+        .iter()
+        .zip(["/healthz", "/nowhere", "/console", "/metrics"])
+    {
+        let request = format!("{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let (status, _) = app.raw_request(request.as_bytes()).await;
+        assert_ne!(status, 0, "no answer to {path}");
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(r#"method="other""#), "{text}");
+    for method in &methods {
+        assert!(
+            !text.contains(&method[..20]),
+            "a request's method became a label"
+        );
+    }
+}
+
+#[tokio::test]
+async fn head_is_answered_wherever_get_is_with_the_same_head_and_no_body() {
+    let app = spawn_app().await;
+    let channel = app.create_channel().await;
+    let key = app.create_agent("alice", false).await;
+    let (_, token) = app.channel_and_token().await;
+    let id = app.store_message(&token, "123456", "hello").await;
+    let paths = [
+        "/healthz".to_owned(),
+        "/readyz".to_owned(),
+        "/openapi.json".to_owned(),
+        "/console".to_owned(),
+        "/assets/style.css".to_owned(),
+        format!("/web/{channel}"),
+        "/api/v1/messages".to_owned(),
+        format!("/api/v1/messages/{id}"),
+        "/api/v1/messages/export.csv".to_owned(),
+    ];
+    for path in &paths {
+        let get = app.client.get(app.url(path)).bearer_auth(&key).send().await;
+        let get = get.unwrap();
+        let head = app
+            .client
+            .head(app.url(path))
+            .bearer_auth(&key)
+            .send()
+            .await;
+        let head = head.unwrap();
+        assert_eq!(head.status(), get.status(), "{path}");
+        assert_eq!(get.status(), 200, "{path}");
+        for name in ["content-type", "content-length", "cache-control"] {
+            assert_eq!(
+                head.headers().get(name),
+                get.headers().get(name),
+                "{path} {name}"
+            );
+        }
+        // Over the wire: the answer to HEAD ends with its head.
+        let request = format!(
+            "HEAD {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n"
+        );
+        let (status, body) = app.raw_request(request.as_bytes()).await;
+        assert_eq!((status, body.as_str()), (200, ""), "{path}");
+    }
+    // /metrics changes between two reads, so only its status and type are compared.
+    let head = app.client.head(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(
+        head.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    // The live stream answers HEAD without holding the connection open.
+    let request = format!(
+        "HEAD /api/v1/messages/stream HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n"
+    );
+    let (status, body) = app.raw_request(request.as_bytes()).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+}

@@ -131,3 +131,32 @@ async fn every_message_one_statement_stores_reaches_the_stream() {
     expected.sort_unstable();
     assert_eq!(seen, expected);
 }
+
+#[tokio::test]
+async fn one_key_gets_at_most_eight_streams_and_others_are_unaffected() {
+    let app = spawn_app().await;
+    let alice = app.create_agent("alice", false).await;
+    let bob = app.create_agent("bob", false).await;
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        streams.push(EventReader::open(&app, &alice).await);
+    }
+    let ninth = app.agent_get(&alice, "/api/v1/messages/stream").await;
+    assert_eq!(ninth.status(), 429);
+    assert!(ninth.headers().contains_key("retry-after"));
+    let err: serde_json::Value = ninth.json().await.unwrap();
+    assert_eq!(err["error"], "too_many_requests");
+    // Another agent still gets a stream.
+    let mut other = EventReader::open(&app, &bob).await;
+    assert!(other.wait_for(": connected", ARRIVAL).await);
+    // A stream that ends frees its place.
+    drop(streams.pop());
+    let reopened = wait_until(ARRIVAL, || async {
+        app.agent_get(&alice, "/api/v1/messages/stream")
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    assert!(reopened, "a closed stream's place was not freed");
+}
