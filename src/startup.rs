@@ -11,6 +11,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 
 use crate::agent::brake::AuthBrake;
+use crate::agent::export::ExportSlots;
 use crate::limits::Limits;
 use crate::live::{self, Live};
 use crate::settings::Settings;
@@ -57,6 +58,7 @@ impl Application {
         let live = web::Data::new(Live::default());
         // One for all workers: failures count per address whichever worker answers.
         let brake = web::Data::new(AuthBrake::default());
+        let export_slots = web::Data::new(ExportSlots::default());
 
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -75,6 +77,7 @@ impl Application {
                 .app_data(app_visitor.clone())
                 .app_data(app_live.clone())
                 .app_data(app_brake.clone())
+                .app_data(export_slots.clone())
                 .app_data(writer)
                 .configure(visitor::routes)
                 .configure(agent::routes)

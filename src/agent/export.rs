@@ -1,10 +1,15 @@
 //! `GET /api/v1/messages/export.csv`: the list's filters, every matching row, streamed. The
 //! header and the cells come from [`Message`]'s serde derive, as its JSON does.
 //!
-//! The rows are read page by page with the list's keyset query, each page a short statement:
+//! At most [`MAX_EXPORTS`] run at once on an instance, [`MAX_EXPORTS_PER_AGENT`] per agent;
+//! beyond that the answer is 429. The rows are read page by page with the list's keyset query,
+//! each page a short statement:
 //! an export of any size and any reading speed stays within the statement timeout and holds a
 //! pooled connection only while a page is read. A page that fails ends the download with an
 //! error (the connection is cut before the chunked body's end), never with a clean end.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
@@ -14,6 +19,7 @@ use super::auth::Agent;
 use super::error::{ApiError, ApiErrorBody};
 use super::filter::ListParams;
 use super::message::Message;
+use crate::domain::AgentName;
 use crate::store::listing::{Filter, Position};
 use crate::store::{Store, StoreError};
 
@@ -25,19 +31,24 @@ const PAGE_ROWS: i64 = 1000;
     security(("agent_key" = [])),
     responses(
         (status = 200, description = "CSV with a header row", content_type = "text/csv", body = String),
-        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody),
+        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 429, description = "Too many failed keys from this client, or as many exports as allowed are running",
+         body = ApiErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, body = ApiErrorBody)))]
 pub async fn export(
-    _agent: Agent,
+    agent: Agent,
     params: web::Query<ListParams>,
     store: web::Data<Store>,
+    slots: web::Data<ExportSlots>,
 ) -> Result<HttpResponse, ApiError> {
     let cells = if params.raw()? {
         Cells::Raw
     } else {
         Cells::SpreadsheetSafe
     };
+    let slot = ExportSlots::take(&slots, &agent.name)?;
     let pages = Pages {
+        _slot: slot,
         store: Store::clone(&store),
         filter: params.filter()?,
         after: None,
@@ -56,8 +67,10 @@ pub async fn export(
         .streaming(body))
 }
 
-/// Where an export is: the header sent or not, the last row sent, the end reached.
+/// Where an export is: the header sent or not, the last row sent, the end reached; and the
+/// slot it holds until it ends or its reader leaves.
 struct Pages {
+    _slot: ExportSlot,
     store: Store,
     filter: Filter,
     after: Option<Position>,
@@ -93,6 +106,66 @@ impl Pages {
             return Ok(None);
         }
         Ok(Some((Bytes::from(chunk), self)))
+    }
+}
+
+/// Exports running at once on this instance: each holds a database connection while it reads
+/// a page, so a bounded number keeps most of the pool for visitors and other agents.
+pub const MAX_EXPORTS: usize = 4;
+/// Exports one agent may run at once.
+pub const MAX_EXPORTS_PER_AGENT: usize = 2;
+/// What a refused export is told to wait, in seconds.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// The export slots of this instance.
+#[derive(Default)]
+pub struct ExportSlots {
+    running: Mutex<HashMap<String, usize>>,
+}
+
+/// One running export's slot; dropping it (the export ended or its reader left) frees it.
+pub struct ExportSlot {
+    slots: web::Data<ExportSlots>,
+    agent: String,
+}
+
+impl ExportSlots {
+    /// A slot for `agent`, or the 429 to answer.
+    pub fn take(slots: &web::Data<ExportSlots>, agent: &AgentName) -> Result<ExportSlot, ApiError> {
+        let mut running = slots.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let in_all: usize = running.values().sum();
+        let mine = running.get(agent.as_str()).copied().unwrap_or(0);
+        let reason = if mine >= MAX_EXPORTS_PER_AGENT {
+            "this agent already runs as many exports as it may; wait for one to finish"
+        } else if in_all >= MAX_EXPORTS {
+            "as many exports as this service runs at once are running; try again shortly"
+        } else {
+            *running.entry(agent.as_str().to_owned()).or_default() += 1;
+            return Ok(ExportSlot {
+                slots: slots.clone(),
+                agent: agent.as_str().to_owned(),
+            });
+        };
+        Err(ApiError::TooManyRequests {
+            reason,
+            retry_after: RETRY_AFTER_SECS,
+        })
+    }
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        let mut running = self
+            .slots
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = running.get_mut(&self.agent) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.agent);
+            }
+        }
     }
 }
 

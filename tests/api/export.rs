@@ -233,3 +233,51 @@ async fn formulas_after_a_separator_are_neutralised_and_raw_is_exact() {
         .await;
     assert_eq!(resp.status(), 400);
 }
+
+/// Slow exports cannot take the service's database connections from visitors: at most two
+/// run at once per agent and four in all; past that the answer is 429, and a slot is free
+/// again once its reader leaves.
+#[tokio::test]
+async fn exports_are_bounded_per_agent_and_in_all() {
+    let app = spawn_app().await;
+    let alice = app.create_agent("alice", false).await;
+    let bob = app.create_agent("bob", false).await;
+    let carol = app.create_agent("carol", false).await;
+    // 15 MB each: an export nobody reads stays open.
+    bulk_messages(&app, 60_000).await;
+    let mut open = Vec::new();
+    for key in [&alice, &alice] {
+        let resp = export(&app, key).await;
+        assert_eq!(resp.status(), 200);
+        open.push(resp);
+    }
+    let (status, body) = reply(export(&app, &alice).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_requests"))
+    );
+    for key in [&bob, &bob] {
+        let resp = export(&app, key).await;
+        assert_eq!(resp.status(), 200);
+        open.push(resp);
+    }
+    let resp = export(&app, &carol).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+
+    // Visitors are served meanwhile.
+    let (channel, _) = app.channel_and_token().await;
+    app.token_for(&channel, "visitor-during-exports").await;
+
+    // A reader that leaves frees its slot.
+    drop(open.remove(0));
+    let freed = wait_until(std::time::Duration::from_secs(60), || async {
+        export(&app, &carol).await.status() == 200
+    })
+    .await;
+    assert!(freed, "a slot was not freed after its reader left");
+}
+
+async fn export(app: &TestApp, key: &str) -> reqwest::Response {
+    app.agent_get(key, "/api/v1/messages/export.csv").await
+}
