@@ -237,3 +237,46 @@ async fn after_a_database_restart_no_request_fails_once_it_is_back() {
     let (status, body) = reply(app.leave_message(&token, &msg("after")).await).await;
     assert_eq!((status, body["resultCode"].as_str()), (200, Some("0")));
 }
+
+/// CONTRACT §2.1a: the 503 of a database that is down is readable by a page on an allowed
+/// origin too, so the widget can say "try again later".
+#[tokio::test]
+async fn a_503_to_an_allowed_origin_carries_the_cors_headers() {
+    const SHOP: &str = "https://shop.example";
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = private_cluster(&dir);
+    let app = spawn_app_on(cluster_url(&cluster.0, "postgres"), |_| {}).await;
+    let channel = app.create_channel_with(&[SHOP], false).await;
+    let token = app.token_for(&channel, "visitor").await;
+    app.pool.close().await;
+    let stopper = cluster.0.clone();
+    tokio::task::spawn_blocking(move || stopper.stop())
+        .await
+        .unwrap()
+        .unwrap();
+
+    for cookie in [format!("ccmessaging-token={token}"), String::new()] {
+        let resp = app
+            .client
+            .post(app.facade("doLeaveMessage"))
+            .header("origin", SHOP)
+            .header("cookie", cookie.as_str())
+            .json(&json!({"phoneNo": "123456", "leaveMessage": "while down"}))
+            .send()
+            .await
+            .unwrap();
+        let expected = if cookie.is_empty() { 401 } else { 503 };
+        assert_eq!(resp.status(), expected);
+        assert_eq!(resp.headers()["access-control-allow-origin"], SHOP);
+    }
+    let resp = app
+        .client
+        .post(app.facade("applyToken"))
+        .header("origin", SHOP)
+        .json(&json!({"userId": "v2", "userName": "n", "channelId": channel}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["access-control-allow-origin"], SHOP);
+}
