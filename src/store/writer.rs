@@ -20,8 +20,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::messages::{NewMessage, Outcome};
 use super::handle::is_broken_connection;
+use super::messages::{NewMessage, Outcome};
 use super::{Store, StoreError, within_deadline};
 use crate::counters;
 

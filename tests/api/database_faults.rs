@@ -228,7 +228,11 @@ async fn after_a_database_restart_no_request_fails_once_it_is_back() {
                                      "channelId": channel}))
             .await;
         let (status, body) = reply(resp).await;
-        assert_eq!((status, body["resultCode"].as_str()), (200, Some("0")), "applyToken {i}");
+        assert_eq!(
+            (status, body["resultCode"].as_str()),
+            (200, Some("0")),
+            "applyToken {i}"
+        );
     }
     let (status, body) = reply(app.leave_message(&token, &msg("after")).await).await;
     assert_eq!((status, body["resultCode"].as_str()), (200, Some("0")));
