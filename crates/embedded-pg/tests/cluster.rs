@@ -414,3 +414,38 @@ fn a_server_that_is_shutting_down_is_not_reused() {
     assert_eq!(psql(&again, "select 1"), "1");
     client.wait().unwrap();
 }
+
+#[test]
+fn stop_unless_in_use_stops_only_an_unused_server() {
+    let dir = open_tempdir();
+    let cluster = start_guarded(builder(dir.path()));
+    // An idle client: psql connected and waiting for input, which ends when its stdin closes.
+    let mut holder = psql_command(&cluster)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let counted = (0..100).any(|_| {
+        sleep(Duration::from_millis(100));
+        cluster.connected_clients().unwrap() == 1
+    });
+    let kept = cluster.stop_unless_in_use();
+    let still_running = cluster.is_running();
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert!(counted, "the other client was not counted");
+    assert!(!kept.unwrap(), "stopped while a client was connected");
+    assert!(still_running.unwrap());
+
+    // The client's server process may take a moment to go.
+    assert!((0..100).any(|_| {
+        sleep(Duration::from_millis(100));
+        cluster.connected_clients().unwrap() == 0
+    }));
+    assert!(cluster.stop_unless_in_use().unwrap());
+    assert!(!cluster.is_running().unwrap());
+    assert!(
+        cluster.stop_unless_in_use().unwrap(),
+        "not running is stopped"
+    );
+}
