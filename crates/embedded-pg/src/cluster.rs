@@ -57,10 +57,12 @@ impl Cluster {
         let pgdata = dirs::resolve_pgdata(&data_dir, user.as_ref(), &settings.fallback_root)?;
         let fresh = dirs::prepare_pgdata(&pgdata, user.as_ref())?;
         let pgdata = dirs::canonical(&pgdata)?;
+        let recorded = recorded_socket_dir(&pgdata.join(&settings.config_file));
         let socket_dir = dirs::choose_socket_dir(
             &pgdata,
             settings.port,
             &settings.socket_fallback_prefix,
+            recorded.as_deref(),
             user.as_ref(),
         )?;
         let mut cluster = Cluster {
@@ -292,6 +294,30 @@ fn conf_quote(value: &str) -> String {
     value.replace('\\', "\\\\").replace('\'', "''")
 }
 
+/// The socket folder the include file (written by [`Cluster::write_config`] at the last start)
+/// names: a fallback folder's name is random, and a server already running uses that one.
+fn recorded_socket_dir(config: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string(config).ok()?;
+    let value = text.lines().find_map(|line| {
+        line.strip_prefix("unix_socket_directories = '")?
+            .strip_suffix('\'')
+    })?;
+    Some(PathBuf::from(conf_unquote(value)))
+}
+
+/// The inverse of [`conf_quote`].
+fn conf_unquote(value: &str) -> String {
+    let mut text = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' | '\'' => text.extend(chars.next()),
+            _ => text.push(c),
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +325,22 @@ mod tests {
     #[test]
     fn config_values_are_quoted() {
         assert_eq!(conf_quote(r"/a'b\c"), r"/a''b\\c");
+        assert_eq!(conf_unquote(&conf_quote(r"/a'b\c''")), r"/a'b\c''");
+    }
+
+    #[test]
+    fn the_socket_folder_is_read_back_from_the_include_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("embedded-pg.conf");
+        assert_eq!(recorded_socket_dir(&config), None);
+        fs::write(
+            &config,
+            "# Written by x\nport = 5432\nunix_socket_directories = '/tmp/it''s-0123'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            recorded_socket_dir(&config),
+            Some(PathBuf::from("/tmp/it's-0123"))
+        );
     }
 }
