@@ -353,6 +353,36 @@ async fn a_serve_started_as_the_old_one_stops_comes_up() {
     );
 }
 
+/// The same with a one-off command started the moment `serve` got SIGTERM: it must reach the
+/// cluster rather than a server that is shutting down.
+#[tokio::test]
+async fn a_command_run_as_serve_stops_reaches_the_cluster() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = data.path().join("data");
+    let data_dir = data_dir.to_str().unwrap();
+    let env = [("LEAVEMSG_DATA_DIR", data_dir)];
+    let client = reqwest::Client::new();
+
+    for round in 0..5 {
+        let mut server = ServerProcess::start(&env);
+        wait_until_ready(&client, &server, round).await;
+        server.signal("TERM");
+        let out = leavemsg(&env, &["channel", "list"]);
+        assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        let exit = server.wait(Duration::from_secs(60));
+        assert_eq!(exit.and_then(|s| s.code()), Some(0), "round {round}");
+    }
+    // Alone, a command stops the cluster when it is done.
+    let out = leavemsg(&env, &["channel", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !postmaster_running(data_dir),
+        "the last command left the cluster running"
+    );
+}
+
 /// Waits (up to a minute) until `server` answers /readyz with 200.
 async fn wait_until_ready(client: &reqwest::Client, server: &ServerProcess, round: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
