@@ -62,30 +62,14 @@ impl Database {
     /// Connects to `config.url`, or starts (or reuses) the embedded cluster and connects to it.
     /// Blocking parts (starting the cluster) run off the async runtime.
     pub async fn open(config: &DatabaseConfig) -> anyhow::Result<Database> {
-        let (options, cluster) = match &config.url {
-            Some(url) => (connect_options(url)?, None),
-            None => {
-                let builder = embedded_cluster(&config.data_dir);
-                let cluster = tokio::task::spawn_blocking(move || {
-                    let cluster = builder.start().map_err(with_alternative)?;
-                    cluster.ensure_database(EMBEDDED_DATABASE)?;
-                    anyhow::Ok(cluster)
-                })
-                .await??;
-                (cluster_connect_options(&cluster), Some(cluster))
-            }
+        let Some(url) = &config.url else {
+            return open_embedded(config).await;
         };
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            // A broken connection fails one statement and is then dropped; pinging before every
-            // use would cost a round trip on every request.
-            .test_before_acquire(false)
-            // Always one connection open: requests skip the connect, and a running server stays
-            // visible to other leavemsg commands, which then leave the embedded cluster running.
-            .min_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options);
-        Ok(Database { pool, cluster })
+        let pool = pool_options(config.max_connections).connect_lazy_with(connect_options(url)?);
+        Ok(Database {
+            pool,
+            cluster: None,
+        })
     }
 
     /// Closes the pool and stops the embedded cluster unless another process still uses it.
@@ -108,12 +92,100 @@ impl Database {
                 );
                 return;
             }
-            match tokio::task::spawn_blocking(move || cluster.stop()).await {
-                Ok(Ok(())) => tracing::info!("embedded PostgreSQL stopped"),
+            // Counted again and stopped under the cluster's lock: a process starting now either
+            // reused the server before this count (and may be stopped, see `open_embedded`) or
+            // waits and then starts a new one.
+            match tokio::task::spawn_blocking(move || cluster.stop_unless_in_use()).await {
+                Ok(Ok(true)) => tracing::info!("embedded PostgreSQL stopped"),
+                Ok(Ok(false)) => {
+                    tracing::info!("embedded PostgreSQL left running: other clients use it");
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "could not stop embedded PostgreSQL"),
                 Err(e) => tracing::warn!(error = %e, "could not stop embedded PostgreSQL"),
             }
         }
+    }
+}
+
+/// The pool's settings, whichever server it connects to.
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        // A broken connection fails one statement and is then dropped; pinging before every
+        // use would cost a round trip on every request.
+        .test_before_acquire(false)
+        // Always one connection open: requests skip the connect, and a running server stays
+        // visible to other leavemsg commands, which then leave the embedded cluster running.
+        .min_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+}
+
+/// Starts (or reuses) the embedded cluster and connects to it. Once this process holds a
+/// connection, another leavemsg process that exits counts it and leaves the server running;
+/// before that, such a process may stop the server this one has just reused. So when the
+/// first connection finds the server shutting down or gone, the cluster is started again,
+/// once: the start waits for a stopping server and then starts a new one.
+async fn open_embedded(config: &DatabaseConfig) -> anyhow::Result<Database> {
+    let mut retried = false;
+    loop {
+        match connect_embedded(config).await {
+            Ok(database) => return Ok(database),
+            Err(e) if !retried && server_went_away(&e) => {
+                tracing::info!(error = %e, "embedded PostgreSQL stopped as it was reused; starting it again");
+                retried = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One attempt of [`open_embedded`]: start, create the database, hold a first connection.
+async fn connect_embedded(config: &DatabaseConfig) -> anyhow::Result<Database> {
+    let builder = embedded_cluster(&config.data_dir);
+    let cluster = tokio::task::spawn_blocking(move || {
+        let cluster = builder.start().map_err(with_alternative)?;
+        cluster.ensure_database(EMBEDDED_DATABASE)?;
+        anyhow::Ok(cluster)
+    })
+    .await??;
+    let pool =
+        pool_options(config.max_connections).connect_lazy_with(cluster_connect_options(&cluster));
+    // Returned to the pool, which keeps it open (min_connections): from here on this process
+    // counts as a client of the cluster, for a stop that counts from now on.
+    let mut first = pool.acquire().await?;
+    // A process that counted clients just before this connection existed may be stopping the
+    // server: once it is done, the connection is dead and the caller starts again.
+    let waiting = cluster.clone();
+    tokio::task::spawn_blocking(move || waiting.wait_for_stop_in_progress()).await??;
+    sqlx::query("SELECT 1").execute(&mut *first).await?;
+    drop(first);
+    Ok(Database {
+        pool,
+        cluster: Some(cluster),
+    })
+}
+
+/// Whether a failed first connection met a server that was shutting down or no longer there,
+/// rather than a problem a second start would meet again.
+fn server_went_away(error: &anyhow::Error) -> bool {
+    if let Some(embedded_pg::Error::Query { detail, .. }) = error.downcast_ref() {
+        // psql's messages for a server in shutdown, and for a socket that is gone.
+        return [
+            "shutting down",
+            "terminating connection",
+            "No such file or directory",
+            "Connection refused",
+        ]
+        .iter()
+        .any(|m| detail.contains(m));
+    }
+    match error.downcast_ref::<sqlx::Error>() {
+        // A connect that kept failing until the acquire timeout.
+        Some(sqlx::Error::PoolTimedOut) => true,
+        // 57P03 cannot_connect_now: the server is starting up or shutting down.
+        Some(sqlx::Error::Database(d)) if d.code().as_deref() == Some("57P03") => true,
+        Some(e) => super::handle::is_broken_connection(e),
+        None => false,
     }
 }
 
@@ -183,6 +255,29 @@ mod tests {
             with_alternative(os_user).to_string(),
             "PostgreSQL refuses to run as root and no OS user could be set up for it (useradd: not found): create a `postgres` user or set DATABASE_URL"
         );
+    }
+
+    #[test]
+    fn a_server_gone_or_shutting_down_is_told_from_other_failures() {
+        let query = |detail: &str| {
+            anyhow::Error::from(embedded_pg::Error::Query {
+                action: "look for database leavemsg".into(),
+                dir: "/srv/leavemsg/pg".into(),
+                detail: detail.into(),
+            })
+        };
+        assert!(server_went_away(&query(
+            "psql: error: connection to server on socket \"/srv/leavemsg/run/.s.PGSQL.5432\" failed: FATAL:  the database system is shutting down"
+        )));
+        assert!(server_went_away(&query(
+            "psql: error: connection to server on socket \"/srv/leavemsg/run/.s.PGSQL.5432\" failed: No such file or directory"
+        )));
+        assert!(!server_went_away(&query(
+            "ERROR:  permission denied to create database"
+        )));
+        assert!(server_went_away(&sqlx::Error::PoolTimedOut.into()));
+        assert!(!server_went_away(&sqlx::Error::RowNotFound.into()));
+        assert!(!server_went_away(&anyhow::anyhow!("something else")));
     }
 
     #[test]

@@ -320,3 +320,87 @@ fn postmaster_running(data_dir: &str) -> bool {
         .join("pg/postmaster.pid")
         .exists()
 }
+
+/// Issue 11 item 12(b): a restart on the same embedded cluster. The old process's "no other
+/// client, so stop" must not stop the server under a new process that has just reused it: each
+/// new `serve`, started the moment the old one got SIGTERM, comes up and is ready.
+#[tokio::test]
+async fn a_serve_started_as_the_old_one_stops_comes_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = data.path().join("data");
+    let data_dir = data_dir.to_str().unwrap();
+    let env = [("LEAVEMSG_DATA_DIR", data_dir)];
+    let client = reqwest::Client::new();
+
+    let mut server = ServerProcess::start(&env);
+    for round in 0..8 {
+        wait_until_ready(&client, &server, round).await;
+        server.signal("TERM");
+        let next = ServerProcess::start(&env);
+        let exit = server.wait(Duration::from_secs(60));
+        assert_eq!(exit.and_then(|s| s.code()), Some(0), "round {round}");
+        server = next;
+    }
+    wait_until_ready(&client, &server, 8).await;
+    server.signal("TERM");
+    let exit = server.wait(Duration::from_secs(60));
+    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+    assert!(
+        !postmaster_running(data_dir),
+        "the last server left the cluster running"
+    );
+}
+
+/// The same with a one-off command started the moment `serve` got SIGTERM: it must reach the
+/// cluster rather than a server that is shutting down.
+#[tokio::test]
+async fn a_command_run_as_serve_stops_reaches_the_cluster() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = data.path().join("data");
+    let data_dir = data_dir.to_str().unwrap();
+    let env = [("LEAVEMSG_DATA_DIR", data_dir)];
+    let client = reqwest::Client::new();
+
+    for round in 0..5 {
+        let mut server = ServerProcess::start(&env);
+        wait_until_ready(&client, &server, round).await;
+        server.signal("TERM");
+        let out = leavemsg(&env, &["channel", "list"]);
+        assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        let exit = server.wait(Duration::from_secs(60));
+        assert_eq!(exit.and_then(|s| s.code()), Some(0), "round {round}");
+    }
+    // Alone, a command stops the cluster when it is done.
+    let out = leavemsg(&env, &["channel", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !postmaster_running(data_dir),
+        "the last command left the cluster running"
+    );
+}
+
+/// Waits (up to a minute) until `server` answers /readyz with 200.
+async fn wait_until_ready(client: &reqwest::Client, server: &ServerProcess, round: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string());
+        if status == Ok(200) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "round {round}: not ready ({status:?}); its log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

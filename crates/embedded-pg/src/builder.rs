@@ -1,6 +1,6 @@
 //! The settings that name what a cluster leaves on the machine.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::cluster::Cluster;
 use crate::dirs::{self, MAX_SOCKET_PATH};
@@ -71,8 +71,8 @@ impl ClusterBuilder {
     }
 
     /// When `<data folder>/run` would make a socket path too long for the kernel (about 100
-    /// bytes): the socket folder is `<prefix><hash of the cluster folder>`. Default
-    /// `/tmp/embedded-pg-`.
+    /// bytes) or is unusable: the socket folder is `<prefix><16 random hex digits>`, recorded
+    /// in the cluster's settings so that later starts find it. Default `/tmp/embedded-pg-`.
     pub fn socket_fallback_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.socket_fallback_prefix = prefix.into();
         self
@@ -139,7 +139,7 @@ impl ClusterBuilder {
         if !self.socket_fallback_prefix.starts_with('/') {
             return invalid("socket_fallback_prefix", "must be an absolute path");
         }
-        let longest = dirs::fallback_socket_dir(Path::new(""), &self.socket_fallback_prefix);
+        let longest = dirs::fallback_socket_dir(&self.socket_fallback_prefix, 0);
         if dirs::socket_path_len(&longest, self.port) > MAX_SOCKET_PATH {
             return invalid(
                 "socket_fallback_prefix",

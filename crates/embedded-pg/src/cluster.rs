@@ -19,6 +19,8 @@ use crate::programs::{self, failure_detail, last_meaningful_line, pg_command, re
 #[derive(Clone, Debug)]
 pub struct Cluster {
     pub(crate) bin_dir: PathBuf,
+    /// The data folder given to the builder, resolved: where the cross-process lock lives.
+    pub(crate) data_dir: PathBuf,
     pub(crate) pgdata: PathBuf,
     pub(crate) socket_dir: PathBuf,
     /// The OS user the server runs as when this process is root; `None` means this process's user.
@@ -55,14 +57,17 @@ impl Cluster {
         let pgdata = dirs::resolve_pgdata(&data_dir, user.as_ref(), &settings.fallback_root)?;
         let fresh = dirs::prepare_pgdata(&pgdata, user.as_ref())?;
         let pgdata = dirs::canonical(&pgdata)?;
+        let recorded = recorded_socket_dir(&pgdata.join(&settings.config_file));
         let socket_dir = dirs::choose_socket_dir(
             &pgdata,
             settings.port,
             &settings.socket_fallback_prefix,
+            recorded.as_deref(),
             user.as_ref(),
         )?;
         let mut cluster = Cluster {
             bin_dir,
+            data_dir,
             pgdata,
             socket_dir,
             user,
@@ -151,6 +156,36 @@ impl Cluster {
             dir: self.pgdata.clone(),
             detail: failure_detail("pg_ctl", &out),
         })
+    }
+
+    /// Blocking. Stops the server unless other clients are connected to it; returns whether it
+    /// is stopped now (also true when it was not running). The count and the stop happen under
+    /// the data folder's lock, which [`ClusterBuilder::start`] holds while it decides to reuse
+    /// the server: another process can then not reuse it between the count and the stop.
+    /// A process that reused the server but had not connected yet is not counted: see
+    /// [`wait_for_stop_in_progress`](Self::wait_for_stop_in_progress).
+    pub fn stop_unless_in_use(&self) -> Result<bool, Error> {
+        let _lock = lock::lock_data_dir(&self.data_dir)?;
+        if !self.is_running()? {
+            return Ok(true);
+        }
+        // A server already shutting down refuses the count's connection; it is going anyway.
+        let stopping = lock::is_stopping(&self.pgdata.join("postmaster.pid"));
+        if !stopping && self.connected_clients()? > 0 {
+            return Ok(false);
+        }
+        self.stop()?;
+        Ok(true)
+    }
+
+    /// Blocking. Waits while another process's [`stop_unless_in_use`](Self::stop_unless_in_use)
+    /// is counting clients or stopping the server (it holds the data folder's lock until the
+    /// server is gone). A process that reused a running server calls this once it has
+    /// connected, then checks that connection: a stop that counted clients before the
+    /// connection existed has finished by then (the connection is dead: start again), and a
+    /// later one counts it and leaves the server running.
+    pub fn wait_for_stop_in_progress(&self) -> Result<(), Error> {
+        lock::lock_data_dir(&self.data_dir).map(drop)
     }
 
     /// `pg_ctl <action> -D PGDATA`, run as the server's OS user.
@@ -259,6 +294,30 @@ fn conf_quote(value: &str) -> String {
     value.replace('\\', "\\\\").replace('\'', "''")
 }
 
+/// The socket folder the include file (written by [`Cluster::write_config`] at the last start)
+/// names: a fallback folder's name is random, and a server already running uses that one.
+fn recorded_socket_dir(config: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string(config).ok()?;
+    let value = text.lines().find_map(|line| {
+        line.strip_prefix("unix_socket_directories = '")?
+            .strip_suffix('\'')
+    })?;
+    Some(PathBuf::from(conf_unquote(value)))
+}
+
+/// The inverse of [`conf_quote`].
+fn conf_unquote(value: &str) -> String {
+    let mut text = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' | '\'' => text.extend(chars.next()),
+            _ => text.push(c),
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +325,22 @@ mod tests {
     #[test]
     fn config_values_are_quoted() {
         assert_eq!(conf_quote(r"/a'b\c"), r"/a''b\\c");
+        assert_eq!(conf_unquote(&conf_quote(r"/a'b\c''")), r"/a'b\c''");
+    }
+
+    #[test]
+    fn the_socket_folder_is_read_back_from_the_include_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("embedded-pg.conf");
+        assert_eq!(recorded_socket_dir(&config), None);
+        fs::write(
+            &config,
+            "# Written by x\nport = 5432\nunix_socket_directories = '/tmp/it''s-0123'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            recorded_socket_dir(&config),
+            Some(PathBuf::from("/tmp/it's-0123"))
+        );
     }
 }

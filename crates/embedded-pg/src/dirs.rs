@@ -1,11 +1,16 @@
 //! The cluster's folders: where they go, who owns them, whether the server's OS user can
 //! reach them, and a socket folder short enough for a unix socket path.
 
-use std::fs::{self, DirBuilder};
-use std::io;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt, lchown, symlink};
+use std::os::unix::fs::{
+    DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt, fchown, lchown, symlink,
+};
 use std::path::{Path, PathBuf};
+
+use nix::libc;
+use nix::unistd::geteuid;
 
 use crate::error::{Error, io_err};
 use crate::os_user::OsUser;
@@ -193,46 +198,135 @@ fn preferred_socket_dir(pgdata: &Path, port: u16) -> Option<PathBuf> {
     (socket_path_len(&dir, port) <= MAX_SOCKET_PATH && plain).then_some(dir)
 }
 
-/// `<prefix><hash of PGDATA>`, e.g. `/tmp/embedded-pg-0123456789abcdef`.
-pub(crate) fn fallback_socket_dir(pgdata: &Path, prefix: &str) -> PathBuf {
-    PathBuf::from(format!("{prefix}{}", hex_hash(pgdata)))
+/// How many random names a fallback socket folder gets before giving up: each is refused only
+/// when someone else already has a folder (or anything) by that name.
+const FALLBACK_ATTEMPTS: usize = 16;
+
+/// `<prefix><16 hex digits>`, e.g. `/tmp/embedded-pg-0123456789abcdef`.
+pub(crate) fn fallback_socket_dir(prefix: &str, id: u64) -> PathBuf {
+    PathBuf::from(format!("{prefix}{id:016x}"))
 }
 
+/// 64 random bits from the kernel, for a name nobody can create ahead of us.
+fn random_id() -> io::Result<u64> {
+    let mut bytes = [0; 8];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_ne_bytes(bytes))
+}
+
+/// The socket folder: `<parent of PGDATA>/run` when it fits and is usable, else `recorded` (the
+/// fallback folder the running or last server used, so that every process finds the same one)
+/// when it still exists and is ours, else a new fallback folder with a random name. A
+/// predictable name in a shared folder like /tmp could be created first by another user.
 pub(crate) fn choose_socket_dir(
     pgdata: &Path,
     port: u16,
     fallback_prefix: &str,
+    recorded: Option<&Path>,
     user: Option<&OsUser>,
 ) -> Result<PathBuf, Error> {
-    let fallback = fallback_socket_dir(pgdata, fallback_prefix);
-    if let Some(dir) = preferred_socket_dir(pgdata, port) {
-        match ensure_private_dir(&dir, user) {
-            Ok(()) => return Ok(dir),
+    let preferred = preferred_socket_dir(pgdata, port);
+    if let Some(dir) = &preferred {
+        match ensure_private_dir(dir, user) {
+            Ok(()) => return Ok(dir.clone()),
             Err(e) => tracing::debug!(
-                "socket folder {} unusable ({e}), using {}",
-                dir.display(),
-                fallback.display()
+                "socket folder {} unusable ({e}), using a folder named {fallback_prefix}...",
+                dir.display()
             ),
         }
     }
-    ensure_private_dir(&fallback, user).map_err(io_err("prepare socket folder", &fallback))?;
-    Ok(fallback)
+    let recorded = recorded.filter(|dir| {
+        Some(*dir) != preferred.as_deref()
+            && socket_path_len(dir, port) <= MAX_SOCKET_PATH
+            && dir.to_str().is_some_and(|d| d.starts_with(fallback_prefix))
+    });
+    if let Some(dir) = recorded {
+        // Only an existing one: once gone, its name is no better than a new random one.
+        match open_private_dir(dir, user) {
+            Ok(()) => return Ok(dir.to_path_buf()),
+            Err(e) => tracing::debug!(
+                "recorded socket folder {} unusable ({e}), making a new one",
+                dir.display()
+            ),
+        }
+    }
+    let mut attempt = 0;
+    loop {
+        let dir = fallback_socket_dir(
+            fallback_prefix,
+            random_id().map_err(io_err("read", Path::new("/dev/urandom")))?,
+        );
+        match ensure_private_dir(&dir, user) {
+            Ok(()) => return Ok(dir),
+            Err(e)
+                if attempt + 1 < FALLBACK_ATTEMPTS && e.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                tracing::debug!(
+                    "socket folder {} unusable ({e}), trying another name",
+                    dir.display()
+                );
+                attempt += 1;
+            }
+            Err(e) => return Err(io_err("prepare socket folder", &dir)(e)),
+        }
+    }
 }
 
-/// A real folder (not a symlink someone planted) owned by the server's user, mode 0700.
+/// Creates `dir` private (0700) to the server's user, or takes an existing one that is a real
+/// folder (not a symlink someone planted) already owned by that user (or by this process's).
 fn ensure_private_dir(dir: &Path, user: Option<&OsUser>) -> io::Result<()> {
     match DirBuilder::new().mode(0o700).create(dir) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        // One just created belongs to this process and passes the same checks.
         _ => {}
     }
-    let meta = fs::symlink_metadata(dir)?;
-    if !meta.is_dir() {
-        return Err(io::Error::other("exists and is not a folder"));
+    open_private_dir(dir, user)
+}
+
+/// Takes an existing folder if it is a real folder owned by the server's user (or this
+/// process's), then makes it private to the server's user. Anything else is refused with
+/// `AlreadyExists`: someone else has that name.
+fn open_private_dir(dir: &Path, user: Option<&OsUser>) -> io::Result<()> {
+    let folder = open_dir_nofollow(dir).map_err(|e| match e.kind() {
+        // Someone else's private folder.
+        io::ErrorKind::PermissionDenied => {
+            io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not accessible")
+        }
+        _ => e,
+    })?;
+    let owner = folder.metadata()?.uid();
+    let ours = geteuid().as_raw();
+    if owner != ours && user.is_none_or(|u| owner != u.uid) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("exists and belongs to another user (uid {owner})"),
+        ));
     }
+    secure_dir(&folder, user)
+}
+
+/// Opens the folder itself: a symlink in its place fails (ELOOP) instead of being followed,
+/// and so does anything that is not a folder (ENOTDIR).
+fn open_dir_nofollow(dir: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP | libc::ENOTDIR) => {
+                io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a folder")
+            }
+            _ => e,
+        })
+}
+
+/// Owner and mode set through the open folder, so nothing swapped in at its path since it was
+/// opened and checked is changed instead.
+fn secure_dir(folder: &File, user: Option<&OsUser>) -> io::Result<()> {
     if let Some(u) = user {
-        lchown(dir, Some(u.uid), Some(u.gid))?;
+        fchown(folder, Some(u.uid), Some(u.gid))?;
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    folder.set_permissions(fs::Permissions::from_mode(0o700))
 }
 
 #[cfg(test)]
@@ -259,11 +353,8 @@ mod tests {
         assert!(preferred_socket_dir(&Path::new(&parent).join("pg"), 5432).is_some());
         let long = Path::new(&format!("{parent}y")).join("pg");
         assert_eq!(preferred_socket_dir(&long, 5432), None);
-        let fallback = fallback_socket_dir(&long, "/tmp/app-");
-        assert_eq!(
-            fallback,
-            PathBuf::from(format!("/tmp/app-{}", hex_hash(&long)))
-        );
+        let fallback = fallback_socket_dir("/tmp/app-", u64::MAX);
+        assert_eq!(fallback, PathBuf::from("/tmp/app-ffffffffffffffff"));
         assert!(socket_path_len(&fallback, 5432) <= MAX_SOCKET_PATH);
         assert_eq!(preferred_socket_dir(Path::new("/a,b/pg"), 5432), None);
         // A longer port number counts.
@@ -311,5 +402,58 @@ mod tests {
         assert!(!reachable(&pgdata, &stranger));
         fs::set_permissions(&private, fs::Permissions::from_mode(0o711)).unwrap();
         assert!(reachable(&pgdata, &stranger));
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_a_private_folder_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::create_dir(&target).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+        let link = dir.path().join("run");
+        symlink(&target, &link).unwrap();
+        let err = ensure_private_dir(&link, None).unwrap_err();
+        assert_eq!(err.to_string(), "exists and is not a folder");
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, 0o755);
+        let file = dir.path().join("file");
+        fs::write(&file, "").unwrap();
+        assert!(ensure_private_dir(&file, None).is_err());
+    }
+
+    #[test]
+    fn an_existing_folder_is_taken_only_from_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join("mine");
+        fs::create_dir(&mine).unwrap();
+        fs::set_permissions(&mine, fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&mine, None).unwrap();
+        assert_eq!(fs::metadata(&mine).unwrap().mode() & 0o777, 0o700);
+        if !geteuid().is_root() {
+            return;
+        }
+        let theirs = dir.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        fs::set_permissions(&theirs, fs::Permissions::from_mode(0o777)).unwrap();
+        lchown(&theirs, Some(65534), Some(65534)).unwrap();
+        let server = OsUser {
+            name: "server".into(),
+            uid: 4242,
+            gid: 4242,
+            groups: vec![4242],
+        };
+        let err = ensure_private_dir(&theirs, Some(&server)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        let meta = fs::metadata(&theirs).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (65534, 0o777));
+        // A new folder is handed to the server's user.
+        let new = dir.path().join("new");
+        ensure_private_dir(&new, Some(&server)).unwrap();
+        let meta = fs::metadata(&new).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (4242, 0o700));
+    }
+
+    #[test]
+    fn fallback_names_are_random() {
+        assert_ne!(random_id().unwrap(), random_id().unwrap());
     }
 }

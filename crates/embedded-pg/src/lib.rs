@@ -27,9 +27,7 @@
 //! //     .username(cluster.superuser())
 //! //     .database("app");
 //! // ... and when done, stop it unless other processes still use it:
-//! if cluster.connected_clients()? == 0 {
-//!     cluster.stop()?;
-//! }
+//! cluster.stop_unless_in_use()?;
 //! # Ok::<(), embedded_pg::Error>(())
 //! ```
 //!

@@ -414,3 +414,134 @@ fn a_server_that_is_shutting_down_is_not_reused() {
     assert_eq!(psql(&again, "select 1"), "1");
     client.wait().unwrap();
 }
+
+#[test]
+fn stop_unless_in_use_stops_only_an_unused_server() {
+    let dir = open_tempdir();
+    let cluster = start_guarded(builder(dir.path()));
+    // An idle client: psql connected and waiting for input, which ends when its stdin closes.
+    let mut holder = psql_command(&cluster)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let counted = (0..100).any(|_| {
+        sleep(Duration::from_millis(100));
+        cluster.connected_clients().unwrap() == 1
+    });
+    let kept = cluster.stop_unless_in_use();
+    let still_running = cluster.is_running();
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert!(counted, "the other client was not counted");
+    assert!(!kept.unwrap(), "stopped while a client was connected");
+    assert!(still_running.unwrap());
+
+    // The client's server process may take a moment to go.
+    assert!((0..100).any(|_| {
+        sleep(Duration::from_millis(100));
+        cluster.connected_clients().unwrap() == 0
+    }));
+    assert!(cluster.stop_unless_in_use().unwrap());
+    assert!(!cluster.is_running().unwrap());
+    assert!(
+        cluster.stop_unless_in_use().unwrap(),
+        "not running is stopped"
+    );
+}
+
+/// A data folder whose `<data>/run/.s.PGSQL.5432` is too long for a unix socket path.
+fn long_data_dir(dir: &Path) -> PathBuf {
+    let data = dir.join("a".repeat(60)).join("b".repeat(60)).join("data");
+    assert!(data.as_os_str().len() > 110);
+    data
+}
+
+/// The socket folder the crate once derived from the cluster folder alone (FNV-1a 64 of its
+/// path), which anyone could compute and create first.
+fn predictable_socket_dir(data: &Path) -> PathBuf {
+    fs::create_dir_all(data).unwrap();
+    let pgdata = data.canonicalize().unwrap().join("pg");
+    let hash = pgdata
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    PathBuf::from(format!("{SOCKET_PREFIX}{hash:016x}"))
+}
+
+#[test]
+fn a_socket_folder_planted_by_another_user_is_not_used() {
+    if !is_root() {
+        return;
+    }
+    let dir = open_tempdir();
+    let data = long_data_dir(dir.path());
+    let planted = predictable_socket_dir(&data);
+    let _cleanup = RemoveOnDrop(planted.clone());
+    fs::create_dir(&planted).unwrap();
+    fs::set_permissions(&planted, fs::Permissions::from_mode(0o777)).unwrap();
+    // nobody: a user other than the server's.
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+
+    let cluster = start_guarded(builder(&data));
+    assert_ne!(cluster.socket_dir(), planted);
+    let meta = fs::metadata(&planted).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (65534, 0o777));
+    assert_eq!(psql(&cluster, "select 1"), "1");
+}
+
+#[test]
+fn a_symlink_planted_as_the_socket_folder_is_not_followed() {
+    let dir = open_tempdir();
+    let target = open_tempdir();
+    let target_meta = || {
+        let meta = fs::metadata(target.path()).unwrap();
+        (meta.uid(), meta.mode() & 0o777)
+    };
+    let before = target_meta();
+
+    // In the preferred place, <data>/run.
+    let data = dir.path().join("short");
+    fs::create_dir(&data).unwrap();
+    std::os::unix::fs::symlink(target.path(), data.join("run")).unwrap();
+    let cluster = start_guarded(builder(&data));
+    assert_ne!(
+        cluster.socket_dir(),
+        data.canonicalize().unwrap().join("run")
+    );
+    assert_eq!(psql(&cluster, "select 1"), "1");
+    assert_eq!(target_meta(), before);
+    cluster.stop().unwrap();
+
+    // Where a fallback folder's name could once be predicted.
+    let data = long_data_dir(dir.path());
+    let planted = predictable_socket_dir(&data);
+    let _cleanup = RemoveOnDrop(planted.clone());
+    std::os::unix::fs::symlink(target.path(), &planted).unwrap();
+    let cluster = start_guarded(builder(&data));
+    assert_ne!(cluster.socket_dir(), planted);
+    assert_eq!(psql(&cluster, "select 1"), "1");
+    assert_eq!(target_meta(), before);
+    assert!(fs::symlink_metadata(&planted).unwrap().is_symlink());
+}
+
+#[test]
+fn starts_with_a_long_data_path_share_one_cluster() {
+    let dir = open_tempdir();
+    let data = long_data_dir(dir.path());
+    let first = start_guarded(builder(&data));
+    assert!(first.started_here());
+    let second = builder(&data).start().unwrap();
+    assert!(!second.started_here(), "a second server was started");
+    assert_eq!(second.socket_dir(), first.socket_dir());
+    assert_eq!(psql(&second, "select 1"), "1");
+    // And after a stop, the next start uses the recorded folder again.
+    first.stop().unwrap();
+    let third = start_guarded(builder(&data));
+    assert!(third.started_here());
+    assert_eq!(third.socket_dir(), first.socket_dir());
+    assert_eq!(psql(&third, "select 1"), "1");
+}
