@@ -141,17 +141,19 @@ pub struct AssignBody {
         (status = 408, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 pub async fn assign(
     Admin(agent): Admin,
-    id: web::Path<MessageId>,
+    id: web::Path<String>,
     req: HttpRequest,
     body: web::Payload,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    // Authorisation before validation: actix extracts a handler's parameters together, so a
-    // body parameter could answer 400 before the admin check's 403. The body is read here,
-    // once the caller is known to be an admin.
+    // Authorisation before validation: actix extracts a handler's parameters together, and
+    // whichever fails first answers, so a parsed id or body could answer 400 before (or
+    // after, depending on timing) the admin check's 403. The id and the body are parsed
+    // here, once the caller is known to be an admin.
+    let id = MessageId::parse(&id).map_err(ApiError::from)?;
     let TimedJson(body) =
         TimedJson::<AssignBody>::from_request(&req, &mut body.into_inner()).await?;
-    Ok(assign_to(&agent, id.into_inner(), body, &store).await?)
+    Ok(assign_to(&agent, id, body, &store).await?)
 }
 
 async fn assign_to(

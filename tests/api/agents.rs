@@ -302,13 +302,26 @@ async fn bad_ids_parameters_and_bodies_are_400_unknown_ids_404() {
         let raw = path.rsplit('/').next().unwrap();
         assert_eq!(body["message"], format!("{raw:?} is not a message id"));
     }
-    // The same JSON 400 on every route that takes an id, before the body is looked at.
-    for action in ["claim", "release", "assign", "process"] {
+    // The same JSON 400 on every route that takes an id, before the body is looked at; on
+    // assign only for an admin (a non-admin is refused first, whatever the id).
+    let boss = app.create_agent("chief", true).await;
+    for (key, action) in [
+        (&alice, "claim"),
+        (&alice, "release"),
+        (&alice, "process"),
+        (&boss, "assign"),
+    ] {
         let path = format!("{API}/abc/{action}");
-        let (status, body) = json_of(app.agent_post(&alice, &path, Some(json!({}))).await).await;
+        let (status, body) = json_of(app.agent_post(key, &path, Some(json!({}))).await).await;
         assert_eq!(status, 400, "{path}");
         assert_eq!(body["message"], "\"abc\" is not a message id", "{path}");
     }
+    let (status, body) = json_of(
+        app.agent_post(&alice, &format!("{API}/abc/assign"), Some(json!({})))
+            .await,
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
     let (status, body) = json_of(app.agent_get(&alice, &format!("{API}/987654")).await).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     let (status, _) = json_of(
