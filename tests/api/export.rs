@@ -69,10 +69,7 @@ async fn export_has_a_header_quotes_and_neutralises_formulas() {
         .text()
         .await
         .unwrap();
-    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(all.as_bytes())
-        .records()
-        .map(Result::unwrap)
-        .collect();
+    let rows = records(all.as_bytes());
     assert_eq!(rows.len(), 3);
     assert_eq!(&rows[1][0], second.to_string());
     assert_eq!(&rows[1][5], "line one\nline two, with \"quotes\"");
@@ -109,10 +106,7 @@ async fn a_large_export_streams_every_row_in_order() {
         "the export is streamed"
     );
     let text = resp.text().await.unwrap();
-    let records: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes())
-        .records()
-        .map(Result::unwrap)
-        .collect();
+    let records = records(text.as_bytes());
     assert_eq!(records.len(), rows as usize);
     assert_eq!(&records[0][5], "bulk 1");
     assert_eq!(&records[rows as usize - 1][5], format!("bulk {rows}"));
@@ -156,10 +150,7 @@ async fn a_slowly_read_export_is_complete() {
             tokio::time::sleep(std::time::Duration::from_micros(chunk.len() as u64 / 2)).await;
         }
     }
-    let records: Vec<csv::StringRecord> = csv::Reader::from_reader(body.as_slice())
-        .records()
-        .map(Result::unwrap)
-        .collect();
+    let records = records(body.as_slice());
     assert_eq!(records.len(), rows as usize);
     assert!(records[rows as usize - 1][5].starts_with(&format!("bulk {rows} ")));
 }
@@ -229,10 +220,7 @@ async fn formulas_after_a_separator_are_neutralised_and_raw_is_exact() {
         .text()
         .await
         .unwrap();
-    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(raw.as_bytes())
-        .records()
-        .map(Result::unwrap)
-        .collect();
+    let rows = records(raw.as_bytes());
     assert_eq!(&rows[0][4], "+1 555 0107");
     assert_eq!(&rows[0][5], "call me;=1+1,@SUM(A1)");
 
@@ -288,4 +276,12 @@ async fn exports_are_bounded_per_agent_and_in_all() {
 
 async fn export(app: &TestApp, key: &str) -> reqwest::Response {
     app.agent_get(key, "/api/v1/messages/export.csv").await
+}
+
+/// The data rows of a CSV text (after its header).
+fn records(csv_text: impl std::io::Read) -> Vec<csv::StringRecord> {
+    csv::Reader::from_reader(csv_text)
+        .records()
+        .map(Result::unwrap)
+        .collect()
 }
