@@ -1,10 +1,22 @@
-//! The settings that name what a cluster leaves on the machine.
+//! The settings that name what a cluster leaves on the machine, and starting a cluster from
+//! them (creating it on first use, reusing a running one).
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
-use crate::cluster::Cluster;
+use crate::cluster::{self, Cluster};
 use crate::dirs::{self, MAX_SOCKET_PATH};
 use crate::error::Error;
+use crate::{lock, os_user, programs};
+
+impl Cluster {
+    /// Settings for a cluster kept in `data_dir`: the cluster in `<data_dir>/pg` (or a symlink
+    /// there), its socket in `<data_dir>/run` (or a short fallback). Nothing happens until
+    /// [`ClusterBuilder::start`].
+    pub fn builder(data_dir: impl Into<PathBuf>) -> ClusterBuilder {
+        ClusterBuilder::new(data_dir.into())
+    }
+}
 
 /// Settings for a [`Cluster`]: every name the cluster leaves on the machine. Made with
 /// [`Cluster::builder`]; the defaults suit a program that has no name of its own to give.
@@ -113,7 +125,64 @@ impl ClusterBuilder {
     /// each other and share one server.
     pub fn start(self) -> Result<Cluster, Error> {
         self.validate()?;
-        Cluster::start(self)
+        let override_dir: Option<OsString> = self.bin_dir.map(PathBuf::into_os_string);
+        let override_dir =
+            override_dir.or_else(|| self.bin_dir_env.as_ref().and_then(std::env::var_os));
+        let bin_dir = programs::find_bin_dir(
+            override_dir.as_deref(),
+            std::env::var_os("PATH").as_deref(),
+            Path::new("/"),
+        )?;
+        dirs::create_dirs_0755(&self.data_dir)?;
+        let data_dir = dirs::canonical(&self.data_dir)?;
+        // Held until this function returns, so a concurrent start waits, then reuses the cluster.
+        let _lock = lock::lock_data_dir(&data_dir)?;
+
+        let user = os_user::cluster_user(&self.system_user)?;
+        let pgdata = dirs::resolve_pgdata(&data_dir, user.as_ref(), &self.fallback_root)?;
+        let fresh = dirs::prepare_pgdata(&pgdata, user.as_ref())?;
+        let pgdata = dirs::canonical(&pgdata)?;
+        let recorded = cluster::recorded_socket_dir(&pgdata.join(&self.config_file));
+        let socket_dir = dirs::choose_socket_dir(
+            &pgdata,
+            self.port,
+            &self.socket_fallback_prefix,
+            recorded.as_deref(),
+            user.as_ref(),
+        )?;
+        let mut cluster = Cluster {
+            bin_dir,
+            data_dir,
+            pgdata,
+            socket_dir,
+            user,
+            superuser: self.superuser,
+            port: self.port,
+            started_here: false,
+        };
+        if fresh {
+            cluster.initdb(&self.config_file, &self.managed_by)?;
+        }
+        cluster.write_config(&self.config_file, &self.managed_by)?;
+        for lock_file in [
+            cluster.pgdata.join("postmaster.pid"),
+            cluster
+                .socket_dir
+                .join(format!(".s.PGSQL.{}.lock", cluster.port)),
+        ] {
+            lock::remove_if_stale(&lock_file, &cluster.pgdata)?;
+        }
+        cluster.wait_while_stopping();
+        if cluster.is_running()? {
+            cluster.wait_for_socket()?;
+            tracing::info!(pgdata = %cluster.pgdata.display(), "reusing running PostgreSQL");
+            return Ok(cluster);
+        }
+        cluster.launch()?;
+        cluster.started_here = true;
+        cluster.wait_for_socket()?;
+        tracing::info!(pgdata = %cluster.pgdata.display(), "started PostgreSQL");
+        Ok(cluster)
     }
 
     /// Settings that cannot work are refused before anything is created.

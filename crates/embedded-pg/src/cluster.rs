@@ -1,6 +1,6 @@
-//! Starting, reusing and stopping a cluster.
+//! A started cluster: where to reach it, whether it runs, stopping it, and the steps a start
+//! takes (initdb, configuration, launch, waiting for the socket).
 
-use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,12 +8,12 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
-use crate::builder::ClusterBuilder;
 use crate::dirs;
 use crate::error::{Error, io_err};
 use crate::lock;
-use crate::os_user::{self, OsUser};
-use crate::programs::{self, failure_detail, last_meaningful_line, pg_command, read_from, run};
+use crate::os_user::OsUser;
+use crate::output::{failure_detail, last_meaningful_line, read_from};
+use crate::programs::{pg_command, run};
 
 /// A running PostgreSQL cluster reachable over a unix socket.
 #[derive(Clone, Debug)]
@@ -31,75 +31,6 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Settings for a cluster kept in `data_dir`: the cluster in `<data_dir>/pg` (or a symlink
-    /// there), its socket in `<data_dir>/run` (or a short fallback). Nothing happens until
-    /// [`ClusterBuilder::start`].
-    pub fn builder(data_dir: impl Into<PathBuf>) -> ClusterBuilder {
-        ClusterBuilder::new(data_dir.into())
-    }
-
-    /// See [`ClusterBuilder::start`]; `settings` are valid.
-    pub(crate) fn start(settings: ClusterBuilder) -> Result<Cluster, Error> {
-        let override_dir: Option<OsString> = settings.bin_dir.map(PathBuf::into_os_string);
-        let override_dir =
-            override_dir.or_else(|| settings.bin_dir_env.as_ref().and_then(std::env::var_os));
-        let bin_dir = programs::find_bin_dir(
-            override_dir.as_deref(),
-            std::env::var_os("PATH").as_deref(),
-            Path::new("/"),
-        )?;
-        dirs::create_dirs_0755(&settings.data_dir)?;
-        let data_dir = dirs::canonical(&settings.data_dir)?;
-        // Held until this function returns, so a concurrent start waits, then reuses the cluster.
-        let _lock = lock::lock_data_dir(&data_dir)?;
-
-        let user = os_user::cluster_user(&settings.system_user)?;
-        let pgdata = dirs::resolve_pgdata(&data_dir, user.as_ref(), &settings.fallback_root)?;
-        let fresh = dirs::prepare_pgdata(&pgdata, user.as_ref())?;
-        let pgdata = dirs::canonical(&pgdata)?;
-        let recorded = recorded_socket_dir(&pgdata.join(&settings.config_file));
-        let socket_dir = dirs::choose_socket_dir(
-            &pgdata,
-            settings.port,
-            &settings.socket_fallback_prefix,
-            recorded.as_deref(),
-            user.as_ref(),
-        )?;
-        let mut cluster = Cluster {
-            bin_dir,
-            data_dir,
-            pgdata,
-            socket_dir,
-            user,
-            superuser: settings.superuser,
-            port: settings.port,
-            started_here: false,
-        };
-        if fresh {
-            cluster.initdb(&settings.config_file, &settings.managed_by)?;
-        }
-        cluster.write_config(&settings.config_file, &settings.managed_by)?;
-        for lock_file in [
-            cluster.pgdata.join("postmaster.pid"),
-            cluster
-                .socket_dir
-                .join(format!(".s.PGSQL.{}.lock", cluster.port)),
-        ] {
-            lock::remove_if_stale(&lock_file, &cluster.pgdata)?;
-        }
-        cluster.wait_while_stopping();
-        if cluster.is_running()? {
-            cluster.wait_for_socket()?;
-            tracing::info!(pgdata = %cluster.pgdata.display(), "reusing running PostgreSQL");
-            return Ok(cluster);
-        }
-        cluster.launch()?;
-        cluster.started_here = true;
-        cluster.wait_for_socket()?;
-        tracing::info!(pgdata = %cluster.pgdata.display(), "started PostgreSQL");
-        Ok(cluster)
-    }
-
     /// The unix socket folder: what libpq calls `host` and sqlx's `PgConnectOptions::socket`.
     pub fn socket_dir(&self) -> &Path {
         &self.socket_dir
@@ -195,7 +126,7 @@ impl Cluster {
         cmd
     }
 
-    fn initdb(&self, config_file: &str, managed_by: &str) -> Result<(), Error> {
+    pub(crate) fn initdb(&self, config_file: &str, managed_by: &str) -> Result<(), Error> {
         tracing::info!(pgdata = %self.pgdata.display(), "creating PostgreSQL cluster");
         let out = run(pg_command(&self.bin_dir, "initdb", self.user.as_ref())
             .arg("-D")
@@ -222,7 +153,7 @@ impl Cluster {
     }
 
     /// Rewritten at every start so a moved data folder gets its new socket location.
-    fn write_config(&self, config_file: &str, managed_by: &str) -> Result<(), Error> {
+    pub(crate) fn write_config(&self, config_file: &str, managed_by: &str) -> Result<(), Error> {
         let path = self.pgdata.join(config_file);
         let text = format!(
             "# Written by {managed_by} at every start; edits here are overwritten.\n\
@@ -237,7 +168,7 @@ impl Cluster {
         dirs::chown_to(&path, self.user.as_ref())
     }
 
-    fn launch(&self) -> Result<(), Error> {
+    pub(crate) fn launch(&self) -> Result<(), Error> {
         let log = self.pgdata.join("postgres.log");
         let log_start = fs::metadata(&log).map_or(0, |m| m.len());
         let out = run(self
@@ -258,7 +189,7 @@ impl Cluster {
 
     /// A server that is shutting down (its last user stopped it a moment ago) would refuse
     /// every connection: wait until it is gone, up to pg_ctl's own 60 s, then start a new one.
-    fn wait_while_stopping(&self) {
+    pub(crate) fn wait_while_stopping(&self) {
         let pid_file = self.pgdata.join("postmaster.pid");
         if !lock::is_stopping(&pid_file) {
             return;
@@ -274,7 +205,7 @@ impl Cluster {
 
     /// pg_ctl's wait already covers our own starts; this also covers a server someone else
     /// started without waiting.
-    fn wait_for_socket(&self) -> Result<(), Error> {
+    pub(crate) fn wait_for_socket(&self) -> Result<(), Error> {
         let socket = self.socket_dir.join(format!(".s.PGSQL.{}", self.port));
         for _ in 0..50 {
             if socket.exists() {
@@ -296,7 +227,7 @@ fn conf_quote(value: &str) -> String {
 
 /// The socket folder the include file (written by [`Cluster::write_config`] at the last start)
 /// names: a fallback folder's name is random, and a server already running uses that one.
-fn recorded_socket_dir(config: &Path) -> Option<PathBuf> {
+pub(crate) fn recorded_socket_dir(config: &Path) -> Option<PathBuf> {
     let text = fs::read_to_string(config).ok()?;
     let value = text.lines().find_map(|line| {
         line.strip_prefix("unix_socket_directories = '")?

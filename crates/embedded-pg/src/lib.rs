@@ -43,6 +43,7 @@ mod error;
 mod guardian;
 mod lock;
 mod os_user;
+mod output;
 mod programs;
 mod psql;
 

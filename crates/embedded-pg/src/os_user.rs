@@ -6,7 +6,7 @@ use std::process::Command;
 use nix::unistd::{User, geteuid};
 
 use crate::error::Error;
-use crate::programs::failure_detail;
+use crate::output::failure_detail;
 
 /// An OS user and the credentials its processes get.
 #[derive(Clone, Debug)]

@@ -11,7 +11,8 @@ use std::process::{Output, Stdio};
 
 use crate::cluster::Cluster;
 use crate::error::Error;
-use crate::programs::{client_program, failure_detail, pg_command};
+use crate::output::failure_detail;
+use crate::programs::{client_program, pg_command};
 
 /// The maintenance database every cluster has from initdb on.
 const MAINTENANCE_DATABASE: &str = "postgres";
