@@ -111,7 +111,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(e) => {
                 tracing::error!(error = ?e, "agent interface: database failure");
-                crate::counters::database_failure("agent_interface");
+                crate::counters::database_failure(crate::counters::DbOperation::AgentInterface);
                 "unavailable"
             }
         };

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::cors::Cors;
 use super::vendor_reply::{self, ApplyTokenResponse, Issued, Refusal};
 use super::{TOKEN_NAME, VisitorState, request};
-use crate::counters;
+use crate::counters::{self, DbOperation};
 use crate::domain::{ChannelId, UserId, UserName};
 use crate::store::channels::Channel;
 use crate::store::tokens::TokenHolder;
@@ -114,7 +114,7 @@ async fn enabled_channel(state: &VisitorState, id: ChannelId) -> Result<Channel,
         )),
         Err(e) => {
             tracing::error!(error = ?e, "channel lookup failed");
-            counters::database_failure("channel_lookup");
+            counters::database_failure(DbOperation::ChannelLookup);
             Err(Refusal::Unavailable)
         }
     }
@@ -135,7 +135,7 @@ async fn issue(
         .await;
     if let Err(e) = saved {
         tracing::error!(error = ?e, "storing a token failed");
-        counters::database_failure("store_token");
+        counters::database_failure(DbOperation::StoreToken);
         return Err(Refusal::Unavailable);
     }
     tracing::info!(channel = %channel.id, "token issued");

@@ -16,7 +16,7 @@ use chrono::Utc;
 
 use super::refusal::Refusal;
 use super::{TOKEN_NAME, VisitorState, request};
-use crate::counters;
+use crate::counters::{self, DbOperation};
 use crate::credentials::{TokenError, VerifiedToken};
 use crate::store::StoreError;
 use crate::store::tokens::TokenHolder;
@@ -86,7 +86,7 @@ async fn holder(
         Ok(None) => Ok(None),
         Err(e) => {
             tracing::error!(error = ?e, "token lookup failed");
-            counters::database_failure("token_lookup");
+            counters::database_failure(DbOperation::TokenLookup);
             Err(Refusal::Unavailable)
         }
     }

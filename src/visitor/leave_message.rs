@@ -16,7 +16,7 @@ use super::authenticate::{Authenticated, authenticate, confirm_before_refusal};
 use super::cors::Cors;
 use super::vendor_reply::{self, LeaveMessageResponse, Refusal};
 use super::{VisitorState, request};
-use crate::counters;
+use crate::counters::{self, DbOperation};
 use crate::credentials::VerifiedToken;
 use crate::domain::{MessageText, PhoneNo};
 use crate::store::messages::{NewMessage, Outcome, Stored};
@@ -159,7 +159,7 @@ async fn store(
         Ok(Outcome::TokenNoLongerValid) => Err(state.forget_token(&caller.token)),
         Err(e) => {
             tracing::error!(error = %e, "storing a message failed");
-            counters::database_failure("store_message");
+            counters::database_failure(DbOperation::StoreMessage);
             Err(Refusal::Unavailable)
         }
     }

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use actix_web::web;
 use chrono::{Duration, Utc};
 
-use crate::counters;
+use crate::counters::{self, Limit};
 use crate::credentials::{SigningKey, VerifiedToken};
 use crate::domain::TrustedProxies;
 use crate::limits::{Limits, RetryAfter};
@@ -65,14 +65,16 @@ pub struct VisitorState {
 impl VisitorState {
     /// `LEAVEMSG_RATE_PER_IP`, for both calls.
     fn limit_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
-        self.limits.check_ip(ip).map_err(|r| rate_limited("ip", r))
+        self.limits
+            .check_ip(ip)
+            .map_err(|r| rate_limited(Limit::Ip, r))
     }
 
     /// `LEAVEMSG_RATE_PER_TOKEN`, for doLeaveMessage.
     fn limit_token(&self, token: &VerifiedToken) -> Result<(), Refusal> {
         self.limits
             .check_token(&token.hash)
-            .map_err(|r| rate_limited("token", r))
+            .map_err(|r| rate_limited(Limit::Token, r))
     }
 
     /// Forgets a token the database says is no longer current; the refusal to answer with.
@@ -96,7 +98,7 @@ impl VisitorState {
     }
 }
 
-fn rate_limited(limit: &'static str, RetryAfter(retry_after_secs): RetryAfter) -> Refusal {
+fn rate_limited(limit: Limit, RetryAfter(retry_after_secs): RetryAfter) -> Refusal {
     counters::rate_limited(limit);
     Refusal::RateLimited { retry_after_secs }
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::cors::Cors;
 pub use super::refusal::Refusal;
+use crate::counters;
 
 /// The answer to doLeaveMessage, in the seed document's field order.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -58,6 +59,8 @@ fn refused(refusal: &Refusal, cors: Cors) -> HttpResponseBuilder {
 
 /// doLeaveMessage's answer: stored, or refused.
 pub fn leave_message(outcome: Result<(), Refusal>, cors: Cors) -> HttpResponse {
+    // Counted here, where every doLeaveMessage answer passes, by its resultCode.
+    counters::leave_message_answer(outcome.as_ref().map_or_else(Refusal::code, |()| "0"));
     let refusal = match outcome {
         Ok(()) => {
             let mut builder = HttpResponse::Ok();
@@ -102,6 +105,8 @@ pub struct Issued {
 
 /// applyToken's answer: issued, or refused.
 pub fn apply_token(outcome: Result<Issued, Refusal>, cors: Cors) -> HttpResponse {
+    // Counted here, where every applyToken answer passes, by its resultCode.
+    counters::apply_token_answer(outcome.as_ref().map_or_else(Refusal::code, |_| "0"));
     let refusal = match outcome {
         Ok(issued) => {
             let mut builder = HttpResponse::Ok();
@@ -153,6 +158,39 @@ mod tests {
 
     async fn body_of(resp: HttpResponse) -> String {
         String::from_utf8(to_bytes(resp.into_body()).await.unwrap().to_vec()).unwrap()
+    }
+
+    /// The answer counters are registered at start with a fixed set of codes; a refusal whose
+    /// code is not in it would be missing from /metrics until it first happened.
+    #[test]
+    fn every_refusal_code_is_registered_for_both_calls() {
+        let refusals = [
+            Refusal::BadParams(String::new()),
+            Refusal::TooLarge,
+            Refusal::TooSlow,
+            Refusal::UnsupportedMediaType,
+            Refusal::Unauthorized(""),
+            Refusal::ForbiddenOrigin,
+            Refusal::RateLimited {
+                retry_after_secs: 1,
+            },
+            Refusal::Unavailable,
+        ];
+        assert!(counters::LEAVE_MESSAGE_RESULT_CODES.contains(&"0"));
+        assert!(counters::APPLY_TOKEN_RESULT_CODES.contains(&"0"));
+        for refusal in &refusals {
+            assert!(
+                counters::LEAVE_MESSAGE_RESULT_CODES.contains(&refusal.code()),
+                "{refusal:?}"
+            );
+            // applyToken never checks a visitor token, so it never answers 401.
+            if !matches!(refusal, Refusal::Unauthorized(_)) {
+                assert!(
+                    counters::APPLY_TOKEN_RESULT_CODES.contains(&refusal.code()),
+                    "{refusal:?}"
+                );
+            }
+        }
     }
 
     #[actix_web::test]

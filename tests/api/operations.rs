@@ -185,3 +185,108 @@ async fn head_is_answered_wherever_get_is_with_the_same_head_and_no_body() {
     let (status, body) = app.raw_request(request.as_bytes()).await;
     assert_eq!((status, body.as_str()), (200, ""));
 }
+
+/// The value of the series `series` (name and labels, as rendered) in a Prometheus text.
+fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+async fn metrics_text(app: &TestApp) -> String {
+    let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn every_metric_is_described_and_every_counter_exported_from_start() {
+    // Every counter series with a label set known in advance. The recorder is shared by the
+    // tests of this process, so others may have bumped them: what is checked before any request
+    // is that each series is there, and after, that this test's answers were counted.
+    let registered = [
+        "leavemsg_messages_stored_total",
+        "leavemsg_messages_deduplicated_total",
+        r#"leavemsg_rate_limited_total{limit="token"}"#,
+        r#"leavemsg_rate_limited_total{limit="ip"}"#,
+        r#"leavemsg_database_failures_total{operation="agent_interface"}"#,
+        r#"leavemsg_database_failures_total{operation="channel_lookup"}"#,
+        r#"leavemsg_database_failures_total{operation="store_token"}"#,
+        r#"leavemsg_database_failures_total{operation="token_lookup"}"#,
+        r#"leavemsg_database_failures_total{operation="store_message"}"#,
+        r#"leavemsg_leave_message_answers_total{result_code="0"}"#,
+        r#"leavemsg_leave_message_answers_total{result_code="3"}"#,
+        r#"leavemsg_leave_message_answers_total{result_code="13"}"#,
+        r#"leavemsg_leave_message_answers_total{result_code="401"}"#,
+        r#"leavemsg_leave_message_answers_total{result_code="429"}"#,
+        r#"leavemsg_apply_token_answers_total{result_code="0"}"#,
+        r#"leavemsg_apply_token_answers_total{result_code="3"}"#,
+        r#"leavemsg_apply_token_answers_total{result_code="13"}"#,
+        r#"leavemsg_apply_token_answers_total{result_code="429"}"#,
+    ];
+    let app = spawn_app().await;
+    let before = metrics_text(&app).await;
+    for series in registered {
+        assert!(
+            metric_value(&before, series).is_some(),
+            "/metrics lacks {series} before any request:\n{before}"
+        );
+        let family = series.split('{').next().unwrap();
+        assert!(
+            before.contains(&format!("# HELP {family} ")),
+            "{family} has no # HELP:\n{before}"
+        );
+    }
+    let build_info = format!(
+        r#"leavemsg_build_info{{version="{}"}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(metric_value(&before, &build_info), Some(1.0), "{before}");
+
+    let answers = |text: &str, code: &str| {
+        let series = format!(r#"leavemsg_leave_message_answers_total{{result_code="{code}"}}"#);
+        metric_value(text, &series).unwrap()
+    };
+    let (_, token) = app.channel_and_token().await;
+    let stored = json!({"phoneNo": "123456", "leaveMessage": "counted by its code"});
+    let (status, body) = reply(app.leave_message(&token, &stored).await).await;
+    assert_eq!((status, body["resultCode"].as_str()), (200, Some("0")));
+    let bad = json!({"phoneNo": "not a phone", "leaveMessage": "x"});
+    let (status, body) = reply(app.leave_message(&token, &bad).await).await;
+    assert_eq!((status, body["resultCode"].as_str()), (200, Some("3")));
+    let no_token = app
+        .client
+        .post(app.facade("doLeaveMessage"))
+        .json(&stored)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = reply(no_token).await;
+    assert_eq!((status, body["resultCode"].as_str()), (401, Some("401")));
+
+    let after = metrics_text(&app).await;
+    // At least one more: tests running beside this one may answer too.
+    for code in ["0", "3", "401"] {
+        assert!(
+            answers(&after, code) >= answers(&before, code) + 1.0,
+            "resultCode {code} not counted:\n{after}"
+        );
+    }
+    let applied = r#"leavemsg_apply_token_answers_total{result_code="0"}"#;
+    assert!(metric_value(&after, applied) >= metric_value(&before, applied).map(|v| v + 1.0));
+    // Every family now present, gauges and histograms included, is described.
+    for family in [
+        "leavemsg_http_requests_total",
+        "leavemsg_http_request_duration_seconds",
+        "leavemsg_write_batch_rows",
+        "leavemsg_db_pool_connections",
+        "leavemsg_stream_clients",
+        "leavemsg_stream_listening",
+        "leavemsg_build_info",
+    ] {
+        assert!(
+            after.contains(&format!("# HELP {family} ")),
+            "{family} has no # HELP:\n{after}"
+        );
+    }
+}
