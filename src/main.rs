@@ -4,8 +4,9 @@ use clap::Parser;
 use leavemsg::cli::Cli;
 
 fn main() -> ExitCode {
-    // A missing .env is normal; real environment variables win over it.
-    let _ = dotenvy::dotenv();
+    // The .env of the working folder only (`dotenvy::dotenv` would also read one in any folder
+    // above it). A missing .env is normal; real environment variables win over it.
+    let _ = dotenvy::from_path(".env");
     let cli = Cli::parse();
     leavemsg::telemetry::init(cli.settings.log_format);
     let runtime = match tokio::runtime::Runtime::new() {

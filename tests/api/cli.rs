@@ -404,3 +404,37 @@ async fn wait_until_ready(client: &reqwest::Client, server: &ServerProcess, roun
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `.env` is read from the working folder only, as `--help` says: one in a folder above it
+/// changes nothing.
+#[tokio::test]
+async fn only_the_working_folders_env_file_is_read() {
+    let url = migrated_database().await;
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::write(
+        parent.path().join(".env"),
+        "LEAVEMSG_LISTEN=not-an-address\n",
+    )
+    .unwrap();
+    let child = parent.path().join("work");
+    std::fs::create_dir(&child).unwrap();
+    let run_in = |dir: &std::path::Path| {
+        Command::new(BIN)
+            .args(["channel", "list"])
+            .current_dir(dir)
+            .env_remove("LEAVEMSG_LISTEN")
+            .env("DATABASE_URL", &url)
+            .output()
+            .expect("run leavemsg")
+    };
+    let below = run_in(&child);
+    assert!(below.status.success(), "{}", stderr(&below));
+    // In the folder that holds it, the .env is read (and its bad address refused).
+    let beside = run_in(parent.path());
+    assert_eq!(beside.status.code(), Some(2), "{}", stderr(&beside));
+    assert!(
+        stderr(&beside).contains("not-an-address"),
+        "{}",
+        stderr(&beside)
+    );
+}
