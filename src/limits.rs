@@ -1,8 +1,10 @@
 //! Per-token and per-client-IP request limits, counted in this instance's memory.
 
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -80,6 +82,59 @@ fn check<K: Hash + Eq + Clone>(
     })
 }
 
+/// Things one holder may have open at once (an agent's live streams, its exports), counted
+/// per holder and in all; a [`Slot`] is given back when it is dropped.
+#[derive(Clone, Default)]
+pub struct Slots {
+    taken: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// Why no slot was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotsFull {
+    /// The holder already has its most.
+    Holder,
+    /// Every holder together has the most there may be.
+    All,
+}
+
+/// One taken slot; dropping it gives it back.
+pub struct Slot {
+    taken: Arc<Mutex<HashMap<String, usize>>>,
+    holder: String,
+}
+
+impl Slots {
+    /// A slot for `holder` if it has fewer than `per_holder` and all have fewer than `in_all`.
+    pub fn take(&self, holder: &str, per_holder: usize, in_all: usize) -> Result<Slot, SlotsFull> {
+        let mut taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
+        if taken.get(holder).is_some_and(|n| *n >= per_holder) {
+            return Err(SlotsFull::Holder);
+        }
+        if taken.values().sum::<usize>() >= in_all {
+            return Err(SlotsFull::All);
+        }
+        *taken.entry(holder.to_owned()).or_default() += 1;
+        Ok(Slot {
+            taken: self.taken.clone(),
+            holder: holder.to_owned(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = taken.get_mut(&self.holder) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                // Holders with nothing open take no memory.
+                taken.remove(&self.holder);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +192,17 @@ mod tests {
         // Neighbours in the same /24 are other clients.
         assert!(limits.check_ip(ip("192.0.2.2")).is_ok());
         assert!(limits.check_ip(ip("::ffff:192.0.2.3")).is_ok());
+    }
+
+    #[test]
+    fn slots_are_bounded_per_holder_and_in_all_and_given_back() {
+        let slots = Slots::default();
+        let a1 = slots.take("a", 2, 3).unwrap();
+        let _a2 = slots.take("a", 2, 3).unwrap();
+        assert_eq!(slots.take("a", 2, 3).err(), Some(SlotsFull::Holder));
+        let _b1 = slots.take("b", 2, 3).unwrap();
+        assert_eq!(slots.take("c", 2, 3).err(), Some(SlotsFull::All));
+        drop(a1);
+        assert!(slots.take("c", 2, 3).is_ok());
     }
 }

@@ -6,13 +6,13 @@
 //! session of the database at each commit that notifies; with nobody listening, storing a
 //! message wakes nobody (measured: a third more messages a second from one connection).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, watch};
 
+use crate::limits::{Slot, Slots};
 use crate::store::notify::Heard;
 use crate::store::{MessageRow, Store};
 
@@ -24,7 +24,7 @@ pub struct Live {
     sender: broadcast::Sender<Arc<MessageRow>>,
     clients: Arc<AtomicUsize>,
     /// Stream clients per agent name, so one agent (or one stolen key) cannot hold them all.
-    per_agent: Arc<Mutex<HashMap<String, usize>>>,
+    per_agent: Slots,
     /// Told when a client arrives, so the listener can start listening.
     arrived: Arc<Notify>,
     /// Whether the listener is hearing about new messages now.
@@ -37,7 +37,7 @@ impl Default for Live {
         Live {
             sender: broadcast::channel(BACKLOG).0,
             clients: Arc::default(),
-            per_agent: Arc::default(),
+            per_agent: Slots::default(),
             arrived: Arc::default(),
             listening: Arc::new(watch::channel(false).0),
             closing: Arc::new(watch::channel(false).0),
@@ -53,25 +53,14 @@ impl Live {
 
     /// A new client of `agent`'s; `None` when that agent already has `most` streams here.
     pub fn subscribe(&self, agent: &str, most: usize) -> Option<Subscription> {
-        {
-            let mut per_agent = self
-                .per_agent
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let count = per_agent.entry(agent.to_owned()).or_insert(0);
-            if *count >= most {
-                return None;
-            }
-            *count += 1;
-        }
+        let slot = self.per_agent.take(agent, most, usize::MAX).ok()?;
         self.clients.fetch_add(1, Ordering::Relaxed);
         self.arrived.notify_one();
         Some(Subscription {
             receiver: self.sender.subscribe(),
             closing: self.closing.subscribe(),
             clients: self.clients.clone(),
-            agent: agent.to_owned(),
-            per_agent: self.per_agent.clone(),
+            _slot: slot,
         })
     }
 
@@ -116,24 +105,13 @@ pub struct Subscription {
     /// Turns true when the server shuts down.
     pub closing: watch::Receiver<bool>,
     clients: Arc<AtomicUsize>,
-    agent: String,
-    per_agent: Arc<Mutex<HashMap<String, usize>>>,
+    /// The agent's stream slot, given back with the subscription.
+    _slot: Slot,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.clients.fetch_sub(1, Ordering::Relaxed);
-        let mut per_agent = self
-            .per_agent
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = per_agent.get_mut(&self.agent) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                // Agents without streams take no memory.
-                per_agent.remove(&self.agent);
-            }
-        }
     }
 }
 

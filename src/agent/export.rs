@@ -8,9 +8,6 @@
 //! pooled connection only while a page is read. A page that fails ends the download with an
 //! error (the connection is cut before the chunked body's end), never with a clean end.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
@@ -20,6 +17,7 @@ use super::error::{ApiError, ApiErrorBody};
 use super::filter::ListParams;
 use super::message::Message;
 use crate::domain::AgentName;
+use crate::limits::{Slot, Slots, SlotsFull};
 use crate::store::listing::{Filter, Position};
 use crate::store::{Store, StoreError};
 
@@ -46,7 +44,7 @@ pub async fn export(
     } else {
         Cells::SpreadsheetSafe
     };
-    let slot = ExportSlots::take(&slots, &agent.name)?;
+    let slot = slots.take(&agent.name)?;
     let pages = Pages {
         _slot: slot,
         store: Store::clone(&store),
@@ -70,7 +68,7 @@ pub async fn export(
 /// Where an export is: the header sent or not, the last row sent, the end reached; and the
 /// slot it holds until it ends or its reader leaves.
 struct Pages {
-    _slot: ExportSlot,
+    _slot: Slot,
     store: Store,
     filter: Filter,
     after: Option<Position>,
@@ -119,53 +117,27 @@ const RETRY_AFTER_SECS: u64 = 5;
 
 /// The export slots of this instance.
 #[derive(Default)]
-pub struct ExportSlots {
-    running: Mutex<HashMap<String, usize>>,
-}
-
-/// One running export's slot; dropping it (the export ended or its reader left) frees it.
-pub struct ExportSlot {
-    slots: web::Data<ExportSlots>,
-    agent: String,
-}
+pub struct ExportSlots(Slots);
 
 impl ExportSlots {
     /// A slot for `agent`, or the 429 to answer.
-    pub fn take(slots: &web::Data<ExportSlots>, agent: &AgentName) -> Result<ExportSlot, ApiError> {
-        let mut running = slots.running.lock().unwrap_or_else(PoisonError::into_inner);
-        let in_all: usize = running.values().sum();
-        let mine = running.get(agent.as_str()).copied().unwrap_or(0);
-        let reason = if mine >= MAX_EXPORTS_PER_AGENT {
-            "this agent already runs as many exports as it may; wait for one to finish"
-        } else if in_all >= MAX_EXPORTS {
-            "as many exports as this service runs at once are running; try again shortly"
-        } else {
-            *running.entry(agent.as_str().to_owned()).or_default() += 1;
-            return Ok(ExportSlot {
-                slots: slots.clone(),
-                agent: agent.as_str().to_owned(),
-            });
+    fn take(&self, agent: &AgentName) -> Result<Slot, ApiError> {
+        let reason = match self
+            .0
+            .take(agent.as_str(), MAX_EXPORTS_PER_AGENT, MAX_EXPORTS)
+        {
+            Ok(slot) => return Ok(slot),
+            Err(SlotsFull::Holder) => {
+                "this agent already runs as many exports as it may; wait for one to finish"
+            }
+            Err(SlotsFull::All) => {
+                "as many exports as this service runs at once are running; try again shortly"
+            }
         };
         Err(ApiError::TooManyRequests {
             reason,
             retry_after: RETRY_AFTER_SECS,
         })
-    }
-}
-
-impl Drop for ExportSlot {
-    fn drop(&mut self) {
-        let mut running = self
-            .slots
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = running.get_mut(&self.agent) {
-            *n -= 1;
-            if *n == 0 {
-                running.remove(&self.agent);
-            }
-        }
     }
 }
 
