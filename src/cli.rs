@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use chrono::Duration;
 use clap::{Args, Parser, Subcommand};
 
-use crate::domain::TrustedProxies;
+use crate::domain::{PublicUrl, TrustedProxies};
 use crate::settings::{LogFormat, Settings};
 use crate::store::DatabaseConfig;
 
@@ -20,18 +20,22 @@ use crate::store::DatabaseConfig;
 (a CC-Messaging compatible applyToken/doLeaveMessage interface) and hands them to agents.\n\n\
 Without DATABASE_URL every command uses a private PostgreSQL cluster under LEAVEMSG_DATA_DIR, \
 created on first use from the PostgreSQL server programs installed on this machine.\n\n\
-Settings come from flags, then environment variables, then a .env file in the current folder."
+Settings come from flags, then environment variables, then a .env file in the current folder. \
+The server's own settings are listed by `leavemsg serve --help`."
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub settings: SettingsArgs,
+    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Settings every command uses: where the database is, and how to log.
 #[derive(Debug, Clone, Args)]
-pub struct SettingsArgs {
-    /// PostgreSQL to use, e.g. postgres://user:pass@host/db. Unset: the embedded cluster.
+#[command(next_help_heading = "Database and logging (every command)")]
+pub struct GlobalArgs {
+    /// PostgreSQL to use, e.g. postgres://user:pass@host/db?sslmode=verify-full. Unset: the
+    /// embedded cluster.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -44,58 +48,6 @@ pub struct SettingsArgs {
     )]
     pub data_dir: PathBuf,
 
-    /// Address and port the HTTP server binds.
-    #[arg(
-        long,
-        env = "LEAVEMSG_LISTEN",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
-    pub listen: SocketAddr,
-
-    /// Comma-separated CIDRs of proxies whose X-Forwarded-For / X-Real-IP are believed.
-    #[arg(long, env = "LEAVEMSG_TRUSTED_PROXIES", default_value = "", global = true,
-          value_parser = TrustedProxies::parse)]
-    pub trusted_proxies: TrustedProxies,
-
-    /// Lifetime of a ccmessaging-token, in seconds (60 to 604800).
-    #[arg(long, env = "LEAVEMSG_TOKEN_TTL_SECS", default_value_t = 3600, global = true,
-          value_parser = clap::value_parser!(u32).range(60..=604_800))]
-    pub token_ttl_secs: u32,
-
-    /// Add `Secure` to the token cookie. Default: false when listening on loopback, else true.
-    #[arg(long, env = "LEAVEMSG_COOKIE_SECURE", global = true)]
-    pub cookie_secure: Option<bool>,
-
-    /// doLeaveMessage calls a minute per token; 0 means no limit.
-    #[arg(
-        long,
-        env = "LEAVEMSG_RATE_PER_TOKEN",
-        default_value_t = 10,
-        global = true
-    )]
-    pub rate_per_token: u32,
-
-    /// doLeaveMessage and applyToken calls a minute per client IP; 0 means no limit.
-    #[arg(
-        long,
-        env = "LEAVEMSG_RATE_PER_IP",
-        default_value_t = 120,
-        global = true
-    )]
-    pub rate_per_ip: u32,
-
-    /// After the first message of a batch arrives, wait this many milliseconds for more before
-    /// writing (0: write at once; batches still form while the previous one commits).
-    #[arg(
-        long,
-        env = "LEAVEMSG_BATCH_WINDOW_MS",
-        default_value_t = 0,
-        global = true,
-        value_parser = clap::value_parser!(u32).range(0..=1000)
-    )]
-    pub batch_window_ms: u32,
-
     /// Log format.
     #[arg(
         long,
@@ -106,24 +58,87 @@ pub struct SettingsArgs {
     pub log_format: LogFormat,
 }
 
-impl From<SettingsArgs> for Settings {
-    fn from(args: SettingsArgs) -> Self {
+impl GlobalArgs {
+    /// The database every command uses.
+    pub fn database(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self.database_url.clone().filter(|u| !u.trim().is_empty()),
+            data_dir: self.data_dir.clone(),
+            max_connections: 16,
+        }
+    }
+}
+
+/// The server's own settings: `leavemsg serve --help`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServeArgs {
+    /// Address and port the HTTP server binds.
+    #[arg(long, env = "LEAVEMSG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The service's address as people reach it, e.g. https://messages.example.com behind a
+    /// reverse proxy. Its origin counts as the service's own (the form's calls are accepted
+    /// whatever Host the proxy sends). Default: http:// + the listen address.
+    #[arg(long, env = "LEAVEMSG_PUBLIC_URL", value_name = "URL", value_parser = PublicUrl::parse)]
+    pub public_url: Option<PublicUrl>,
+
+    /// Comma-separated CIDRs of proxies whose X-Forwarded-For / X-Real-IP are believed.
+    #[arg(long, env = "LEAVEMSG_TRUSTED_PROXIES", default_value = "",
+          value_parser = TrustedProxies::parse)]
+    pub trusted_proxies: TrustedProxies,
+
+    /// Add `Secure` to the token cookie. Default: true when LEAVEMSG_PUBLIC_URL is https,
+    /// false when it is http; without it, false when listening on loopback, else true.
+    #[arg(long, env = "LEAVEMSG_COOKIE_SECURE")]
+    pub cookie_secure: Option<bool>,
+
+    /// Lifetime of a ccmessaging-token, in seconds (60 to 604800).
+    #[arg(long, env = "LEAVEMSG_TOKEN_TTL_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u32).range(60..=604_800))]
+    pub token_ttl_secs: u32,
+
+    /// doLeaveMessage calls a minute per token; 0 means no limit.
+    #[arg(long, env = "LEAVEMSG_RATE_PER_TOKEN", default_value_t = 10)]
+    pub rate_per_token: u32,
+
+    /// doLeaveMessage and applyToken calls a minute per client IP; 0 means no limit.
+    #[arg(long, env = "LEAVEMSG_RATE_PER_IP", default_value_t = 120)]
+    pub rate_per_ip: u32,
+
+    /// After the first message of a batch arrives, wait this many milliseconds for more before
+    /// writing (0: write at once; batches still form while the previous one commits).
+    #[arg(
+        long,
+        env = "LEAVEMSG_BATCH_WINDOW_MS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=1000)
+    )]
+    pub batch_window_ms: u32,
+}
+
+impl Settings {
+    /// The server's settings from the global and `serve` flags.
+    pub fn new(global: &GlobalArgs, serve: ServeArgs) -> Settings {
+        let public_url = serve
+            .public_url
+            .unwrap_or_else(|| PublicUrl::from_listen(serve.listen));
+        let cookie_secure = serve.cookie_secure.unwrap_or(if public_url.is_explicit() {
+            public_url.is_https()
+        } else {
+            !serve.listen.ip().is_loopback()
+        });
         Settings {
-            database: DatabaseConfig {
-                url: args.database_url.filter(|u| !u.trim().is_empty()),
-                data_dir: args.data_dir,
-                max_connections: 16,
-            },
-            cookie_secure: args
-                .cookie_secure
-                .unwrap_or(!args.listen.ip().is_loopback()),
-            listen: args.listen,
-            trusted_proxies: args.trusted_proxies,
-            token_ttl: Duration::seconds(i64::from(args.token_ttl_secs)),
-            rate_per_token: args.rate_per_token,
-            rate_per_ip: args.rate_per_ip,
-            log_format: args.log_format,
-            batch_window: std::time::Duration::from_millis(u64::from(args.batch_window_ms)),
+            database: global.database(),
+            cookie_secure,
+            listen: serve.listen,
+            public_url,
+            trusted_proxies: serve.trusted_proxies,
+            token_ttl: Duration::seconds(i64::from(serve.token_ttl_secs)),
+            rate_per_token: serve.rate_per_token,
+            rate_per_ip: serve.rate_per_ip,
+            log_format: global.log_format,
+            batch_window: std::time::Duration::from_millis(u64::from(serve.batch_window_ms)),
         }
     }
 }
@@ -131,7 +146,7 @@ impl From<SettingsArgs> for Settings {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (applies pending migrations first).
-    Serve,
+    Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage web channel configurations.
@@ -202,18 +217,45 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Settings {
-        let mut argv = vec!["leavemsg"];
+        let mut argv = vec!["leavemsg", "serve"];
         argv.extend_from_slice(args);
-        argv.push("migrate");
-        Cli::try_parse_from(argv).unwrap().settings.into()
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        Settings::new(&cli.global, serve)
     }
 
     #[test]
-    fn cookie_secure_defaults_follow_the_listen_address() {
+    fn cookie_secure_defaults_follow_the_public_url_then_the_listen_address() {
         assert!(!parse(&["--listen", "127.0.0.1:8080"]).cookie_secure);
         assert!(!parse(&["--listen", "[::1]:8080"]).cookie_secure);
         assert!(parse(&["--listen", "0.0.0.0:8080"]).cookie_secure);
         assert!(!parse(&["--listen", "0.0.0.0:8080", "--cookie-secure", "false"]).cookie_secure);
+        // Behind a TLS-terminating proxy on the same machine.
+        let https = [
+            "--listen",
+            "127.0.0.1:8080",
+            "--public-url",
+            "https://m.example.com",
+        ];
+        assert!(parse(&https).cookie_secure);
+        let http = [
+            "--listen",
+            "0.0.0.0:8080",
+            "--public-url",
+            "http://intranet:8080",
+        ];
+        assert!(!parse(&http).cookie_secure);
+    }
+
+    #[test]
+    fn public_url_defaults_to_the_listen_address() {
+        let s = parse(&["--listen", "0.0.0.0:9000"]);
+        assert_eq!(s.public_url.as_str(), "http://0.0.0.0:9000");
+        let s = parse(&["--public-url", "https://M.Example.com/"]);
+        assert_eq!(s.public_url.as_str(), "https://m.example.com");
+        assert!(Cli::try_parse_from(["leavemsg", "serve", "--public-url", "ftp://x"]).is_err());
     }
 
     #[test]
@@ -222,16 +264,26 @@ mod tests {
         assert!(!s.trusted_proxies.is_empty());
         assert_eq!(s.token_ttl, Duration::seconds(60));
         for bad in [
-            vec!["leavemsg", "--token-ttl-secs", "5", "serve"],
-            vec!["leavemsg", "--trusted-proxies", "nonsense", "serve"],
-            vec!["leavemsg", "--listen", "localhost", "serve"],
+            vec!["leavemsg", "serve", "--token-ttl-secs", "5"],
+            vec!["leavemsg", "serve", "--trusted-proxies", "nonsense"],
+            vec!["leavemsg", "serve", "--listen", "localhost"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err());
         }
     }
 
     #[test]
+    fn server_flags_belong_to_serve_only() {
+        assert!(Cli::try_parse_from(["leavemsg", "--listen", "0.0.0.0:1", "serve"]).is_err());
+        assert!(Cli::try_parse_from(["leavemsg", "migrate", "--rate-per-ip", "1"]).is_err());
+        // The global ones go before or after the command.
+        let cli = Cli::try_parse_from(["leavemsg", "migrate", "--data-dir", "/tmp/x"]).unwrap();
+        assert_eq!(cli.global.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
     fn blank_database_url_means_embedded() {
-        assert!(parse(&["--database-url", " "]).database.url.is_none());
+        let cli = Cli::try_parse_from(["leavemsg", "--database-url", " ", "migrate"]).unwrap();
+        assert!(cli.global.database().url.is_none());
     }
 }

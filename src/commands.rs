@@ -9,14 +9,15 @@ use crate::store::{self, Database, Store};
 
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::from(cli.settings);
-    if let Command::Serve = cli.command {
-        let app = Application::build(settings.clone()).await?;
-        tracing::info!(listen = %settings.listen, port = app.port(), "leavemsg serving");
+    if let Command::Serve(serve) = cli.command {
+        let settings = Settings::new(&cli.global, serve);
+        let listen = settings.listen;
+        let app = Application::build(settings).await?;
+        tracing::info!(%listen, port = app.port(), "leavemsg serving");
         app.run_until_stopped().await?;
         return Ok(());
     }
-    let database = Database::open(&settings.database).await?;
+    let database = Database::open(&cli.global.database()).await?;
     let result = run_on(&database, cli.command).await;
     database.close(std::time::Duration::ZERO).await;
     result
@@ -32,7 +33,7 @@ async fn run_on(database: &Database, command: Command) -> anyhow::Result<()> {
     store::require_migrated(pool).await?;
     let store = Store::new(pool.clone());
     match command {
-        Command::Serve | Command::Migrate => unreachable!("handled above"),
+        Command::Serve(_) | Command::Migrate => unreachable!("handled above"),
         Command::Channel(ChannelCommand::Create {
             name,
             origins,

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     // above it). A missing .env is normal; real environment variables win over it.
     let _ = dotenvy::from_path(".env");
     let cli = Cli::parse();
-    leavemsg::telemetry::init(cli.settings.log_format);
+    leavemsg::telemetry::init(cli.global.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use chrono::Duration;
 
-use crate::domain::TrustedProxies;
+use crate::domain::{PublicUrl, TrustedProxies};
 use crate::store::DatabaseConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,6 +18,8 @@ pub enum LogFormat {
 pub struct Settings {
     pub database: DatabaseConfig,
     pub listen: SocketAddr,
+    /// The service's address as people reach it.
+    pub public_url: PublicUrl,
     pub trusted_proxies: TrustedProxies,
     pub token_ttl: Duration,
     pub cookie_secure: bool,
@@ -34,6 +36,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("database", &self.database)
             .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("token_ttl", &self.token_ttl)
             .field("cookie_secure", &self.cookie_secure)

@@ -53,6 +53,7 @@ impl Application {
             limits: Limits::new(settings.rate_per_token, settings.rate_per_ip),
             tokens: Default::default(),
             known_origins: Default::default(),
+            own_origin: settings.public_url.own_origin().cloned(),
         });
         let store = web::Data::new(store);
         let live = web::Data::new(Live::default());

@@ -90,13 +90,16 @@ async fn accept(
         let body = request::read_body(req, payload).await?;
         let params = parse_body(&body).map_err(Refusal::BadParams)?;
         let channel = enabled_channel(state, params.channel_id).await?;
-        let cors = Cors::for_channel(req, &channel.origins)?;
+        let cors = Cors::for_channel(req, &channel.origins, state.own_origin.as_ref())?;
         Ok((params, channel, cors))
     };
     match checked.await {
         Ok((params, channel, cors)) => (issue(state, params, &channel).await, cors),
         Err(Refusal::ForbiddenOrigin) => (Err(Refusal::ForbiddenOrigin), Cors::default()),
-        Err(refusal) => (Err(refusal), Cors::for_refusal(req, &state.known_origins)),
+        Err(refusal) => (
+            Err(refusal),
+            Cors::for_refusal(req, &state.known_origins, state.own_origin.as_ref()),
+        ),
     }
 }
 

@@ -29,9 +29,13 @@ pub struct Cors {
 impl Cors {
     /// The allowance for a request on a channel with `allowed` origins: none for a request
     /// without an `Origin`, the origin's own for an allowed one, and a refusal otherwise.
-    pub fn for_channel(req: &HttpRequest, allowed: &[String]) -> Result<Cors, Refusal> {
+    pub fn for_channel(
+        req: &HttpRequest,
+        allowed: &[String],
+        own: Option<&WebOrigin>,
+    ) -> Result<Cors, Refusal> {
         let origin = origin(req);
-        if !origin_allowed(req, origin, allowed) {
+        if !origin_allowed(req, origin, allowed, own) {
             return Err(Refusal::ForbiddenOrigin);
         }
         Ok(Cors {
@@ -41,12 +45,12 @@ impl Cors {
 
     /// The allowance for a refusal sent before the request's channel is known: for an origin
     /// that some enabled channel lists (as far as this instance knows), or the service's own.
-    pub fn for_refusal(req: &HttpRequest, known: &KnownOrigins) -> Cors {
+    pub fn for_refusal(req: &HttpRequest, known: &KnownOrigins, own: Option<&WebOrigin>) -> Cors {
         let Some(origin) = origin(req) else {
             return Cors::default();
         };
         let listed = normalized_origin(origin).is_some_and(|o| known.contains(o.as_str()));
-        if !listed && !origin_allowed(req, Some(origin), &[]) {
+        if !listed && !origin_allowed(req, Some(origin), &[], own) {
             return Cors::default();
         }
         Cors {
@@ -115,12 +119,20 @@ fn origin(req: &HttpRequest) -> Option<&str> {
 
 /// Whether a request from `origin` may act on a channel with `allowed` origins. Requests with
 /// no Origin (not from a browser page, or same-origin GET) are allowed; so are the service's
-/// own pages, whose origin's host is the request's Host.
-fn origin_allowed(req: &HttpRequest, origin: Option<&str>, allowed: &[String]) -> bool {
+/// own pages: those on the origin of `LEAVEMSG_PUBLIC_URL` (`own`, when set), and those whose
+/// origin's host is the request's Host (which a reverse proxy may have rewritten).
+fn origin_allowed(
+    req: &HttpRequest,
+    origin: Option<&str>,
+    allowed: &[String],
+    own: Option<&WebOrigin>,
+) -> bool {
     let Some(origin) = origin else {
         return true;
     };
-    if normalized_origin(origin).is_some_and(|o| allowed.iter().any(|a| a == o.as_str())) {
+    if normalized_origin(origin)
+        .is_some_and(|o| allowed.iter().any(|a| a == o.as_str()) || own == Some(&o))
+    {
         return true;
     }
     let host = header_str(req, header::HOST.as_str()).unwrap_or_default();

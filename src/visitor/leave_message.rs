@@ -88,7 +88,7 @@ pub async fn leave_message(
     let caller = match authenticate(&req, &state).await {
         Ok(caller) => caller,
         Err(refusal) => {
-            let cors = Cors::for_refusal(&req, &state.known_origins);
+            let cors = Cors::for_refusal(&req, &state.known_origins, state.own_origin.as_ref());
             return vendor_reply::leave_message(Err(refusal), cors);
         }
     };
@@ -108,7 +108,7 @@ async fn accept(
 ) -> (Result<(), Refusal>, Cors) {
     // Decided first so that the per-token limit's refusal, checked before the origin is
     // refused, still carries the CORS headers for an allowed origin.
-    let allowance = Cors::for_channel(req, &caller.holder.origins);
+    let allowance = Cors::for_channel(req, &caller.holder.origins, state.own_origin.as_ref());
     if let Err(refusal) = state.limit_token(&caller.token) {
         return (Err(refusal), allowance.unwrap_or_default());
     }

@@ -18,7 +18,7 @@ use chrono::{Duration, Utc};
 
 use crate::counters::{self, Limit};
 use crate::credentials::{SigningKey, VerifiedToken};
-use crate::domain::TrustedProxies;
+use crate::domain::{TrustedProxies, WebOrigin};
 use crate::limits::{Limits, RetryAfter};
 use crate::store::Store;
 use refusal::Refusal;
@@ -60,6 +60,8 @@ pub struct VisitorState {
     pub limits: Limits,
     pub tokens: TokenCache,
     pub known_origins: cors::KnownOrigins,
+    /// The origin of `LEAVEMSG_PUBLIC_URL`, when set: the service's own, whatever `Host` says.
+    pub own_origin: Option<WebOrigin>,
 }
 
 impl VisitorState {

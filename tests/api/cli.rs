@@ -68,6 +68,44 @@ async fn help_explains_every_command() {
     assert!(stdout(&out).contains("--cross-site"));
 }
 
+/// The server's flags are under `serve` only; every command shows the global ones under a
+/// heading of their own.
+#[tokio::test]
+async fn server_flags_are_under_serve_and_global_ones_have_a_heading() {
+    let serve_flags = [
+        "--listen",
+        "--public-url",
+        "--rate-per-token",
+        "--rate-per-ip",
+        "--cookie-secure",
+        "--batch-window-ms",
+        "--token-ttl-secs",
+        "--trusted-proxies",
+    ];
+    let serve = stdout(&leavemsg(&[], &["serve", "--help"]));
+    let agent = stdout(&leavemsg(&[], &["agent", "create", "--help"]));
+    let top = stdout(&leavemsg(&[], &["--help"]));
+    for flag in serve_flags {
+        assert!(serve.contains(flag), "serve --help lacks {flag}:\n{serve}");
+        assert!(
+            !agent.contains(flag),
+            "agent create --help shows {flag}:\n{agent}"
+        );
+        assert!(!top.contains(flag), "--help shows {flag}:\n{top}");
+    }
+    for help in [&serve, &agent, &top] {
+        assert!(
+            help.contains("Database and logging (every command):"),
+            "{help}"
+        );
+        assert!(help.contains("--database-url"), "{help}");
+    }
+    // A server flag given to another command is refused, naming it.
+    let out = leavemsg(&[], &["migrate", "--listen", "0.0.0.0:1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--listen"), "{}", stderr(&out));
+}
+
 #[tokio::test]
 async fn commands_refuse_an_unmigrated_database_in_one_line() {
     let url = fresh_database().await;
@@ -413,7 +451,7 @@ async fn only_the_working_folders_env_file_is_read() {
     let parent = tempfile::tempdir().unwrap();
     std::fs::write(
         parent.path().join(".env"),
-        "LEAVEMSG_LISTEN=not-an-address\n",
+        "LEAVEMSG_LOG_FORMAT=not-a-format\n",
     )
     .unwrap();
     let child = parent.path().join("work");
@@ -422,18 +460,18 @@ async fn only_the_working_folders_env_file_is_read() {
         Command::new(BIN)
             .args(["channel", "list"])
             .current_dir(dir)
-            .env_remove("LEAVEMSG_LISTEN")
+            .env_remove("LEAVEMSG_LOG_FORMAT")
             .env("DATABASE_URL", &url)
             .output()
             .expect("run leavemsg")
     };
     let below = run_in(&child);
     assert!(below.status.success(), "{}", stderr(&below));
-    // In the folder that holds it, the .env is read (and its bad address refused).
+    // In the folder that holds it, the .env is read (and its bad format refused).
     let beside = run_in(parent.path());
     assert_eq!(beside.status.code(), Some(2), "{}", stderr(&beside));
     assert!(
-        stderr(&beside).contains("not-an-address"),
+        stderr(&beside).contains("not-a-format"),
         "{}",
         stderr(&beside)
     );

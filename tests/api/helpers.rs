@@ -173,16 +173,19 @@ pub fn test_settings(database_url: String) -> Settings {
     use clap::Parser;
     let cli = leavemsg::cli::Cli::try_parse_from([
         "leavemsg",
+        "serve",
         "--listen",
         "127.0.0.1:0",
         "--rate-per-token",
         "0",
         "--rate-per-ip",
         "0",
-        "serve",
     ])
     .expect("test settings");
-    let mut settings = Settings::from(cli.settings);
+    let leavemsg::cli::Command::Serve(serve) = cli.command else {
+        unreachable!("parsed as serve")
+    };
+    let mut settings = Settings::new(&cli.global, serve);
     settings.database.url = Some(database_url);
     settings.database.max_connections = 8;
     settings

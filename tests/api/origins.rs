@@ -95,6 +95,69 @@ async fn a_channel_without_origins_takes_no_header_and_its_own_pages_only() {
     assert_eq!(app.message_count().await, 2);
 }
 
+/// Behind a reverse proxy that rewrites `Host` (nginx's default sends the upstream's address),
+/// the form's own calls come from the public origin: with `LEAVEMSG_PUBLIC_URL` set, that
+/// origin is the service's own; other origins are still refused.
+#[tokio::test]
+async fn the_public_urls_origin_is_the_services_own_whatever_the_host() {
+    let public = "https://messages.example.com";
+    let app = spawn_app_with(|s| {
+        s.public_url = leavemsg::domain::PublicUrl::parse(&format!("{public}/")).unwrap();
+    })
+    .await;
+    let channel = app.create_channel_with(&[], false).await;
+    let apply = |origin: &'static str| {
+        app.client
+            .post(app.facade("applyToken"))
+            .header("host", "127.0.0.1:8080")
+            .header("origin", origin)
+            .json(&json!({"userId": "v1", "userName": "V", "channelId": channel}))
+            .send()
+    };
+    let allowed = apply(public).await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://messages.example.com"
+    );
+    let token = allowed.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = app
+        .client
+        .post(app.facade("doLeaveMessage"))
+        .header("host", "127.0.0.1:8080")
+        .header("origin", "https://MESSAGES.example.com:443")
+        .header("cookie", format!("ccmessaging-token={token}"))
+        .json(&json!({"phoneNo": "123456", "leaveMessage": "through the proxy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    assert_eq!(app.message_count().await, 1);
+    // Not any origin: a look-alike and plain http are not the public one.
+    for foreign in [
+        "https://messages.example.com.evil.test",
+        "http://messages.example.com",
+    ] {
+        assert_eq!(apply(foreign).await.unwrap().status(), 403, "{foreign}");
+    }
+    // Without the setting, the same proxied call is refused: what the setting is for.
+    let plain = spawn_app().await;
+    let channel = plain.create_channel_with(&[], false).await;
+    let refused = plain
+        .client
+        .post(plain.facade("applyToken"))
+        .header("host", "127.0.0.1:8080")
+        .header("origin", public)
+        .json(&json!({"userId": "v1", "userName": "V", "channelId": channel}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+}
+
 #[tokio::test]
 async fn preflights_are_answered_for_listed_origins_only() {
     let app = spawn_app().await;
