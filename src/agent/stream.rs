@@ -5,7 +5,7 @@
 //! Message ids come from one sequence, but they are not committed in id order: each HTTP
 //! worker of each instance writes its own batches on its own connection, and a batch takes
 //! its ids when its INSERT runs, not when it commits. So a batch holding id 100 can become
-//! visible after another holding id 111 (within the database deadline of each other). The
+//! visible after another holding id 111 (as long after as the INSERT runs). The
 //! stream copes with what it can see: its `id:` field is the highest id it has sent (the
 //! message's own id unless a lower one committed late), so a resume never repeats what came
 //! before; and the live part skips exactly the ids the replay sent, so a late commit that
