@@ -198,6 +198,9 @@ async fn publish(store: &Store, live: &Live, ids: Vec<i64>, last_id: &mut Option
     }
 }
 
+/// Replays messages with an id above `after`. Ids are not committed in id order (each writer
+/// takes its ids when its INSERT runs), so a lower id that committed while the connection was
+/// down is not among them: those clients see it in the list.
 async fn catch_up(store: &Store, live: &Live, after: i64, last_id: &mut Option<i64>) {
     match store.messages_stored_after(after, CATCH_UP_LIMIT).await {
         Ok(messages) => publish_all(live, messages, last_id),

@@ -92,17 +92,30 @@ async fn screenshot(client: &Client, name: &str) {
 
 /// Waits until the element's text satisfies `check`; returns the text.
 async fn text_when(client: &Client, css: &str, check: impl Fn(&str) -> bool) -> String {
+    text_within(client, css, WAIT, check).await
+}
+
+/// [`text_when`] with its own deadline.
+async fn text_within(
+    client: &Client,
+    css: &str,
+    deadline: Duration,
+    check: impl Fn(&str) -> bool,
+) -> String {
     let start = std::time::Instant::now();
+    let mut last = None;
     loop {
         if let Ok(el) = client.find(Locator::Css(css)).await
             && let Ok(text) = el.text().await
-            && check(&text)
         {
-            return text;
+            if check(&text) {
+                return text;
+            }
+            last = Some(text);
         }
         assert!(
-            start.elapsed() < WAIT,
-            "{css} never showed the expected text"
+            start.elapsed() < deadline,
+            "{css} never showed the expected text; it showed {last:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -427,5 +440,96 @@ async fn an_agent_sees_a_hostile_message_arrive_as_text_claims_and_processes_it(
         .unwrap();
     let conflict = text_when(&c, "#notice", |t| t.contains("cannot claim")).await;
     assert!(conflict.contains("assigned to bob"), "{conflict}");
+    c.close().await.unwrap();
+}
+
+/// Signs in to the console at `app` with `key`.
+async fn sign_in(c: &Client, app: &TestApp, key: &str) {
+    c.goto(&app.url("/console")).await.unwrap();
+    c.find(Locator::Id("api-key"))
+        .await
+        .unwrap()
+        .send_keys(key)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#sign-in-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_console_says_when_live_updates_are_off_and_catches_up_when_they_are_back() {
+    // Reconnecting waits out the server's Retry-After and a growing pause.
+    const BACK: Duration = Duration::from_secs(120);
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    let (_, token) = app.channel_and_token().await;
+
+    // Every stream this key may hold is taken: the console's is refused, and it says so.
+    let mut held = Vec::new();
+    for _ in 0..leavemsg::agent::stream::MAX_STREAMS_PER_AGENT {
+        held.push(EventReader::open(&app, &key).await);
+    }
+    let c = browser().await;
+    sign_in(&c, &app, &key).await;
+    let off = text_when(&c, "#live", |t| t.starts_with("Live updates are off")).await;
+    assert!(off.contains("too many live connections"), "{off}");
+    screenshot(&c, "console-live-off").await;
+    // Stored while refused: shown once the console has a stream (it reads the list again).
+    let refused_meanwhile = app.store_message(&token, "123456", "while refused").await;
+    drop(held.pop());
+    text_within(&c, "#live", BACK, |t| t == "Live updates on").await;
+    let row = |id: i64| format!("tr[data-id=\"{id}\"] td.text");
+    text_when(&c, &row(refused_meanwhile), |t| t == "while refused").await;
+    drop(held);
+
+    // A row the console shows now: marked, to tell a replay (which keeps it) from a reload.
+    c.execute(
+        &format!(
+            "document.querySelector('tr[data-id=\"{refused_meanwhile}\"]').dataset.kept = 'yes'"
+        ),
+        vec![],
+    )
+    .await
+    .unwrap();
+
+    // The server goes away; a message is stored through another instance meanwhile.
+    leavemsg::startup::Application::shutdown(&app.handle, &app.live).await;
+    let off = text_when(&c, "#live", |t| t.starts_with("Live updates are off")).await;
+    assert!(off.contains("reconnecting"), "{off}");
+    let other = spawn_app_on(app.database_url.clone(), |_| {}).await;
+    let away_meanwhile = other.store_message(&token, "123456", "while away").await;
+
+    // Back at the same address: the console resumes from the last id it saw and shows it.
+    let port = app.port;
+    let _back = spawn_app_on(app.database_url.clone(), |s| {
+        s.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    })
+    .await;
+    text_within(&c, &row(away_meanwhile), BACK, |t| t == "while away").await;
+    text_when(&c, "#live", |t| t == "Live updates on").await;
+    let kept: Value = c
+        .execute(
+            &format!(
+                "return document.querySelector('tr[data-id=\"{refused_meanwhile}\"]').dataset.kept"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        json!("yes"),
+        "the list was reloaded instead of resumed"
+    );
+    let live_class: Value = c
+        .execute("return document.getElementById('live').className", vec![])
+        .await
+        .unwrap();
+    assert_eq!(live_class, json!("live"));
+    screenshot(&c, "console-live-back").await;
     c.close().await.unwrap();
 }

@@ -357,6 +357,32 @@ pub async fn raw_request(port: u16, bytes: &[u8]) -> (u16, String) {
     (status, body)
 }
 
+/// `count` messages on `channel` stored by one statement on `executor` (a pool, or an open
+/// transaction); returns their ids, ascending.
+pub async fn insert_messages<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    channel: &str,
+    count: i32,
+) -> Vec<i64> {
+    let batch = uuid::Uuid::new_v4().to_string();
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO leave_message (channel_id, user_id, user_name, phone_no, phone_digits,
+                                    message, client_ip, submission_key)
+         SELECT $1::uuid, 'v', 'n', '123456', '123456', 'bulk ' || g, '192.0.2.1',
+                sha256(($2 || g::text)::bytea)
+         FROM generate_series(1, $3) g
+         RETURNING id",
+    )
+    .bind(channel)
+    .bind(&batch)
+    .bind(count)
+    .fetch_all(executor)
+    .await
+    .expect("insert messages");
+    ids.sort_unstable();
+    ids
+}
+
 /// The vendor reply fields of a doLeaveMessage response.
 pub async fn reply(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
@@ -418,6 +444,12 @@ impl TestApp {
         req.send().await.expect("agent POST")
     }
 
+    /// `count` messages on `channel` stored by one SQL statement (as a bulk import would);
+    /// returns their ids, ascending.
+    pub async fn insert_messages(&self, channel: &str, count: i32) -> Vec<i64> {
+        insert_messages(&self.pool, channel, count).await
+    }
+
     /// Stores a message through the visitor interface; returns its id.
     pub async fn store_message(&self, token: &str, phone: &str, text: &str) -> i64 {
         let resp = self
@@ -438,9 +470,47 @@ pub struct EventReader {
     pub text: String,
 }
 
+/// One server-sent event as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// `event:`; `None` for a block without one (a position, or `: connected`).
+    pub kind: Option<String>,
+    pub id: Option<String>,
+    pub data: Option<String>,
+    pub comments: Vec<String>,
+}
+
+impl SseEvent {
+    /// The message's own id, from its JSON.
+    pub fn message_id(&self) -> Option<i64> {
+        let data: Value = serde_json::from_str(self.data.as_deref()?).ok()?;
+        data["id"].as_i64()
+    }
+}
+
 impl EventReader {
     pub async fn open(app: &TestApp, key: &str) -> EventReader {
         let response = app.agent_get(key, "/api/v1/messages/stream").await;
+        EventReader::from_response(response)
+    }
+
+    /// A stream opened with `Last-Event-ID: last_event_id`, as a reconnecting client opens it.
+    pub async fn resume(app: &TestApp, key: &str, last_event_id: &[u8]) -> EventReader {
+        let response = app
+            .client
+            .get(app.url("/api/v1/messages/stream"))
+            .bearer_auth(key)
+            .header(
+                "last-event-id",
+                reqwest::header::HeaderValue::from_bytes(last_event_id).expect("a header value"),
+            )
+            .send()
+            .await
+            .expect("stream request");
+        EventReader::from_response(response)
+    }
+
+    fn from_response(response: reqwest::Response) -> EventReader {
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         EventReader {
@@ -460,6 +530,79 @@ impl EventReader {
             }
         }
         true
+    }
+
+    /// Reads until the opening replay has arrived (the `: connected` comment).
+    pub async fn wait_connected(&mut self) {
+        assert!(
+            self.wait_for(": connected\n", Duration::from_secs(60))
+                .await,
+            "the stream never said it was connected: {}",
+            self.text
+        );
+    }
+
+    /// Reads until `count` message events have arrived; false if not within `deadline`.
+    pub async fn wait_for_messages(&mut self, count: usize, deadline: Duration) -> bool {
+        let start = Instant::now();
+        while self.messages().len() < count {
+            let left = deadline.saturating_sub(start.elapsed());
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.text.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Every complete event (and comment-only block) read so far, in order.
+    pub fn events(&self) -> Vec<SseEvent> {
+        let complete = self.text.rfind("\n\n").map_or("", |end| &self.text[..end]);
+        complete
+            .split("\n\n")
+            .map(|block| {
+                let mut event = SseEvent {
+                    kind: None,
+                    id: None,
+                    data: None,
+                    comments: Vec::new(),
+                };
+                for line in block.lines() {
+                    if let Some(comment) = line.strip_prefix(':') {
+                        event.comments.push(comment.trim().to_owned());
+                    } else if let Some(kind) = line.strip_prefix("event: ") {
+                        event.kind = Some(kind.to_owned());
+                    } else if let Some(id) = line.strip_prefix("id: ") {
+                        event.id = Some(id.to_owned());
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        event.data = Some(data.to_owned());
+                    }
+                }
+                event
+            })
+            .collect()
+    }
+
+    /// The events before the `: connected` comment (the replay; not the `retry:` block nor
+    /// comments), and the block that says it.
+    pub fn opening(&self) -> (Vec<SseEvent>, SseEvent) {
+        let mut events = self.events();
+        let at = events
+            .iter()
+            .position(|e| e.comments.iter().any(|c| c == "connected"))
+            .unwrap_or_else(|| panic!("not connected yet: {}", self.text));
+        let connected = events.remove(at);
+        events.truncate(at);
+        events.retain(|e| e.kind.is_some() || e.id.is_some() || e.data.is_some());
+        (events, connected)
+    }
+
+    /// The ids of the `message` events read so far, from their JSON, in order.
+    pub fn message_ids(&self) -> Vec<i64> {
+        self.messages()
+            .iter()
+            .map(|m| m["id"].as_i64().expect("a message id"))
+            .collect()
     }
 
     /// The `data:` payloads of the `message` events read so far.

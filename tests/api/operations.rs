@@ -75,6 +75,23 @@ async fn openapi_describes_both_interfaces() {
             "{path} missing from /openapi.json"
         );
     }
+    // The stream's resume header and its events are described.
+    let stream = &spec["paths"]["/api/v1/messages/stream"]["get"];
+    let header = stream["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Last-Event-ID")
+        .unwrap_or_else(|| panic!("no Last-Event-ID parameter: {stream}"));
+    assert_eq!(header["in"], "header");
+    assert_eq!(header["required"], false);
+    let described = stream["description"].as_str().unwrap_or_default();
+    for event in ["`message`", "`lagged`", "`reset`"] {
+        assert!(
+            described.contains(event),
+            "{event} undescribed: {described}"
+        );
+    }
     let message = &spec["components"]["schemas"]["Message"]["properties"];
     for field in [
         "id",

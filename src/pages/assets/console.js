@@ -126,22 +126,29 @@ function matchesFilters(m) {
   return true;
 }
 
-async function load(reset) {
+// Reads the first page again (reset) or the next one. `quiet`: a reload the agent did not ask
+// for (the live stream's), which leaves the notice alone.
+async function load(reset, quiet) {
+  const q = filterQuery();
+  q.set("limit", "100");
+  if (cursor && !reset) q.set("cursor", cursor);
+  const response = await api(`${API}?${q}`);
+  if (!response.ok) return quiet ? undefined : problem(response);
+  const page = await response.json();
   if (reset) {
-    cursor = null;
+    // Replaced only once the new page is here, so the list never shows empty meanwhile.
     shown.clear();
     $("rows").replaceChildren();
   }
-  const q = filterQuery();
-  q.set("limit", "100");
-  if (cursor) q.set("cursor", cursor);
-  const response = await api(`${API}?${q}`);
-  if (!response.ok) return problem(response);
-  const page = await response.json();
   for (const m of page.items) put(m, true);
   cursor = page.nextCursor;
   $("more").hidden = !cursor;
-  if (reset) notice("", shown.size ? "" : "No messages match.");
+  if (!reset) return;
+  if (shown.size === 0) {
+    if (!quiet || !$("notice").textContent) notice("", "No messages match.");
+  } else if (!quiet || $("notice").textContent === "No messages match.") {
+    notice("", "");
+  }
 }
 
 async function change(id, action, body) {
@@ -179,42 +186,118 @@ async function exportCsv() {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-// Server-sent events over fetch, so the key travels in a header and never in a URL.
-async function stream() {
-  while (apiKey()) {
-    streamAbort = new AbortController();
-    try {
-      const response = await api(`${API}/stream`, { signal: streamAbort.signal });
-      if (!response.ok) throw new Error(`stream ${response.status}`);
-      $("live").textContent = "Live updates: on";
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const event = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const lines = event.split("\n");
-          if (!lines.includes("event: message")) continue;
-          const data = lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-          const m = JSON.parse(data);
-          if (matchesFilters(m)) put(m);
+// Server-sent events over fetch, so the key travels in a header and never in a URL. fetch
+// does not resume by itself as EventSource does: the console remembers the stream's last `id:`
+// and sends it back as Last-Event-ID, so the server first replays what was stored meanwhile.
+let lastEventId = null;
+let retryBase = 3000; // the server's `retry:` advice, in ms
+const RETRY_MAX = 30000;
+// Heartbeats come every 10 s: this long without a byte means the connection is dead.
+const SILENCE = 25000;
+
+function liveStatus(on, text) {
+  const live = $("live");
+  live.textContent = text;
+  live.classList.toggle("off", !on);
+}
+
+// Splits SSE text into events; returns what is left of an unfinished one.
+function parseEvents(buffer, onEvent) {
+  let end;
+  while ((end = buffer.indexOf("\n\n")) >= 0) {
+    const block = buffer.slice(0, end);
+    buffer = buffer.slice(end + 2);
+    const event = { type: "message", data: [], id: null, comments: [] };
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":")) { event.comments.push(line.slice(1).trim()); continue; }
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") event.type = value;
+      else if (field === "data") event.data.push(value);
+      else if (field === "id" && !value.includes("\0")) event.id = value;
+      else if (field === "retry" && /^\d+$/.test(value)) retryBase = Number(value);
+    }
+    onEvent(event);
+  }
+  return buffer;
+}
+
+// Reads one connection until it ends; true once it said it was connected.
+async function readStream(response, resumed) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let connected = false;
+  let watchdog = setTimeout(() => streamAbort.abort(), SILENCE);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return connected;
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => streamAbort.abort(), SILENCE);
+      buffer = parseEvents(buffer + decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n"), (event) => {
+        if (event.id !== null) lastEventId = event.id;
+        if (event.comments.includes("connected")) {
+          connected = true;
+          liveStatus(true, "Live updates on");
+          // Without a position nothing was replayed: what was stored before this connection
+          // is only in the list, so read it again.
+          if (!resumed) load(true, true).catch(() => {});
         }
+        if (event.data.length === 0) return;
+        if (event.type === "message") {
+          const m = JSON.parse(event.data.join("\n"));
+          if (matchesFilters(m)) put(m);
+        } else if (event.type === "reset" || event.type === "lagged") {
+          // Some updates were not (or cannot be) sent: the list is read again instead.
+          load(true, true).catch(() => {});
+        }
+      });
+    }
+  } finally {
+    clearTimeout(watchdog);
+  }
+}
+
+let streamRun = 0; // a sign-out and sign-in ends the previous loop
+
+async function stream() {
+  const run = ++streamRun;
+  let delay = retryBase;
+  while (apiKey() && run === streamRun) {
+    streamAbort = new AbortController();
+    let why = "the connection to the server was lost";
+    let wait = 0;
+    try {
+      const resumed = lastEventId !== null;
+      const headers = resumed ? { "Last-Event-ID": lastEventId } : {};
+      const response = await api(`${API}/stream`, { signal: streamAbort.signal, headers });
+      if (response.status === 429) {
+        why = "this key has too many live connections open";
+        wait = 1000 * (Number(response.headers.get("Retry-After")) || 0);
+      } else if (!response.ok) {
+        why = `the server answered ${response.status}`;
+      } else if (await readStream(response, resumed)) {
+        delay = retryBase;
       }
     } catch (error) {
       if (error.message === "unauthorized" || !apiKey()) return;
     }
-    $("live").textContent = "Live updates: reconnecting…";
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    if (!apiKey() || run !== streamRun) return;
+    // Jitter, so consoles that lost one server do not all come back at once.
+    const pause = Math.max(wait, delay * (0.8 + 0.4 * Math.random()));
+    liveStatus(false, `Live updates are off — ${why}; reconnecting in ${Math.round(pause / 1000)} s…`);
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    if (run === streamRun) liveStatus(false, "Live updates are off — reconnecting…");
+    delay = Math.min(RETRY_MAX, delay * 2);
   }
 }
 
 function signOut(text) {
   sessionStorage.removeItem(KEY);
+  lastEventId = null;
   if (streamAbort) streamAbort.abort();
   $("work").hidden = true;
   $("sign-in").hidden = false;
@@ -227,8 +310,11 @@ async function start() {
   $("work").hidden = false;
   try {
     await load(true);
-    stream();
-  } catch (_) { /* signOut already explained */ }
+  } catch (error) {
+    if (error.message === "unauthorized") return; // signOut explained
+  }
+  // Also when the list could not be read: the stream says in words whether the server answers.
+  stream();
 }
 
 $("sign-in-form").addEventListener("submit", (event) => {
