@@ -44,6 +44,11 @@ pub struct SettingsArgs {
     )]
     pub data_dir: PathBuf,
 
+    /// When leavemsg runs as root: the existing unprivileged OS user the embedded PostgreSQL
+    /// runs as (leavemsg never creates users). Unset: `postgres`. Not used when not root.
+    #[arg(long, env = "LEAVEMSG_PG_OS_USER", value_name = "USER", global = true)]
+    pub pg_os_user: Option<String>,
+
     /// Address and port the HTTP server binds.
     #[arg(
         long,
@@ -112,6 +117,7 @@ impl From<SettingsArgs> for Settings {
             database: DatabaseConfig {
                 url: args.database_url.filter(|u| !u.trim().is_empty()),
                 data_dir: args.data_dir,
+                pg_os_user: args.pg_os_user.filter(|u| !u.is_empty()),
                 max_connections: 16,
             },
             cookie_secure: args

@@ -13,9 +13,14 @@ use crate::helpers::*;
 /// Runs `leavemsg ARGS` with only the settings given here (no .env, no inherited DATABASE_URL).
 fn leavemsg(envs: &[(&str, &str)], args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
+    leavemsg_in(dir.path(), envs, args)
+}
+
+/// The same in the working folder `dir`.
+fn leavemsg_in(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env_remove("DATABASE_URL")
         .env("LEAVEMSG_LOG_FORMAT", "text");
     for (k, v) in envs {
@@ -437,4 +442,94 @@ async fn only_the_working_folders_env_file_is_read() {
         "{}",
         stderr(&beside)
     );
+}
+
+/// The uid of `user`, or of this process when `None` (`id -u`).
+fn uid_of(user: Option<&str>) -> Option<u32> {
+    let out = Command::new("id").arg("-u").args(user).output().unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// LEAVEMSG_PG_OS_USER: as root, the user the embedded cluster runs as, which must exist and is
+/// never created; when not root, not used (the cluster runs as this process's user).
+#[tokio::test]
+async fn pg_os_user_is_used_as_root_and_a_missing_one_is_named_in_one_line() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = uid_of(None) == Some(0);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+
+    let missing = "leavemsg-test-no-such-user";
+    let data = data_dir("missing");
+    let out = leavemsg(
+        &[
+            ("LEAVEMSG_DATA_DIR", &data),
+            ("LEAVEMSG_PG_OS_USER", missing),
+        ],
+        &["migrate"],
+    );
+    if root {
+        assert!(!out.status.success(), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!(
+                "there is no user {missing}: create one with `useradd --system {missing}`"
+            )) && err.contains("or set LEAVEMSG_PG_OS_USER to an existing one"),
+            "{err}"
+        );
+        assert_eq!(uid_of(Some(missing)), None, "the user was created");
+        assert!(!std::path::Path::new(&data).join("pg").exists());
+    } else {
+        assert!(
+            out.status.success(),
+            "not root, the setting is not used: {}",
+            stderr(&out)
+        );
+        assert!(!postmaster_running(&data));
+    }
+
+    // An existing unprivileged user: the cluster is made for it (this process's user when
+    // not root).
+    let data = data_dir("nobody");
+    let out = leavemsg(
+        &[
+            ("LEAVEMSG_DATA_DIR", &data),
+            ("LEAVEMSG_PG_OS_USER", "nobody"),
+        ],
+        &["migrate"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let owner = std::fs::metadata(std::path::Path::new(&data).join("pg"))
+        .unwrap()
+        .uid();
+    let expected = if root {
+        uid_of(Some("nobody"))
+    } else {
+        uid_of(None)
+    };
+    assert_eq!(Some(owner), expected);
+    assert!(!postmaster_running(&data));
+
+    // Not a user name at all: refused whoever runs it, before anything is made.
+    let data = data_dir("bad");
+    let out = leavemsg(
+        &[
+            ("LEAVEMSG_DATA_DIR", &data),
+            ("LEAVEMSG_PG_OS_USER", "-o nobody"),
+        ],
+        &["migrate"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("LEAVEMSG_PG_OS_USER is not a user name"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new(&data).exists());
 }
