@@ -158,6 +158,17 @@ pub enum Command {
         #[arg(long, value_name = "NUMBER")]
         phone: String,
     },
+    /// Ask a running server whether it is ready (GET /readyz): exit 0 if it answers 200, else
+    /// non-zero with one line. Opens no database; for container health checks.
+    Probe {
+        /// The server's listen address; an unspecified one (0.0.0.0, ::) is asked on loopback.
+        #[arg(long, env = "LEAVEMSG_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Give up after this many seconds (1-60).
+        #[arg(long, default_value_t = 3,
+              value_parser = clap::value_parser!(u64).range(1..=60))]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

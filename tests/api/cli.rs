@@ -444,6 +444,124 @@ async fn only_the_working_folders_env_file_is_read() {
     );
 }
 
+/// `leavemsg probe` against a running server: 0, one line, and no database opened (not even
+/// the embedded one its working folder would get, nor an unreachable DATABASE_URL).
+#[tokio::test]
+async fn probe_answers_0_for_a_ready_server_without_opening_a_database() {
+    let url = migrated_database().await;
+    let server = ServerProcess::start(&[("DATABASE_URL", url.as_str())]);
+    let port = server.port.to_string();
+    let work = tempfile::tempdir().unwrap();
+    for (listen, extra) in [
+        (format!("127.0.0.1:{port}"), None),
+        // Listening on every interface: asked on loopback.
+        (format!("0.0.0.0:{port}"), None),
+        (
+            format!("127.0.0.1:{port}"),
+            Some(("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")),
+        ),
+    ] {
+        let mut env = vec![("LEAVEMSG_LISTEN", listen.as_str())];
+        env.extend(extra);
+        let out = leavemsg_in(work.path(), &env, &["probe"]);
+        assert!(out.status.success(), "{listen}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out).trim(),
+            format!("ready: http://127.0.0.1:{port}/readyz answered 200")
+        );
+        assert_eq!(stderr(&out), "", "{listen}");
+    }
+    let out = leavemsg_in(
+        work.path(),
+        &[],
+        &["probe", "--listen", &format!("127.0.0.1:{port}")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        std::fs::read_dir(work.path()).unwrap().next().is_none(),
+        "probe left files in its working folder (an embedded cluster?)"
+    );
+}
+
+/// One line on stderr and a non-zero exit: what a health check shows.
+fn assert_probe_fails(out: &Output, expected: &str) {
+    assert!(!out.status.success(), "{}", stdout(out));
+    let err = stderr(out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(expected), "{err}");
+    assert_eq!(stdout(out), "");
+}
+
+#[tokio::test]
+async fn probe_fails_in_one_line_when_nothing_answers_http() {
+    use std::io::Write;
+    use std::net::TcpListener;
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = leavemsg(&[], &["probe", "--listen", &format!("127.0.0.1:{port}")]);
+    assert_probe_fails(&out, &format!("http://127.0.0.1:{port}/readyz: "));
+
+    // Connected, but no answer: the timeout ends it.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = silent.local_addr().unwrap().to_string();
+    let out = leavemsg(&[], &["probe", "--listen", &listen, "--timeout-secs", "1"]);
+    assert_probe_fails(&out, "no answer within 1 s");
+    drop(silent);
+
+    // Something that is not an HTTP server.
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = other.local_addr().unwrap().to_string();
+    let answering = std::thread::spawn(move || {
+        let (mut conn, _) = other.accept().unwrap();
+        conn.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").unwrap();
+    });
+    let out = leavemsg(&[], &["probe", "--listen", &listen]);
+    answering.join().unwrap();
+    assert_probe_fails(&out, "the answer is not HTTP: \"SSH-2.0-OpenSSH_9.2\"");
+
+    let out = leavemsg(&[("LEAVEMSG_LISTEN", "0.0.0.0:0")], &["probe"]);
+    assert_probe_fails(&out, "port 0 means any free port");
+    let out = leavemsg(&[], &["probe", "--timeout-secs", "0"]);
+    assert!(!out.status.success());
+}
+
+/// With its database gone the server answers /readyz with 503, and the probe says so.
+#[tokio::test]
+async fn probe_fails_when_the_server_cannot_reach_its_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = crate::database_faults::private_cluster(&dir);
+    let url = cluster_url(&cluster.0, "postgres");
+    let server = ServerProcess::start(&[("DATABASE_URL", url.as_str())]);
+    let listen = format!("127.0.0.1:{}", server.port);
+    let probe = || leavemsg(&[("LEAVEMSG_LISTEN", listen.as_str())], &["probe"]);
+    let out = probe();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    cluster.0.stop().unwrap();
+    let mut last = None;
+    let failed = wait_until(Duration::from_secs(60), || {
+        let out = probe();
+        let failed = !out.status.success();
+        last = Some(out);
+        async move { failed }
+    })
+    .await;
+    assert!(
+        failed,
+        "the probe kept succeeding with the database stopped"
+    );
+    assert_probe_fails(
+        &last.unwrap(),
+        &format!("http://{listen}/readyz answered 503: not ready"),
+    );
+    assert!(
+        server.log().contains("not ready: database unreachable"),
+        "{}",
+        server.log()
+    );
+}
+
 /// The uid of `user`, or of this process when `None` (`id -u`).
 fn uid_of(user: Option<&str>) -> Option<u32> {
     let out = Command::new("id").arg("-u").args(user).output().unwrap();
