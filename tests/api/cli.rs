@@ -60,6 +60,7 @@ async fn help_explains_every_command() {
         "agent",
         "purge",
         "erase",
+        "probe",
         "DATABASE_URL",
         "LEAVEMSG_DATA_DIR",
     ] {
