@@ -48,6 +48,11 @@ pub struct GlobalArgs {
     )]
     pub data_dir: PathBuf,
 
+    /// When leavemsg runs as root: the existing unprivileged OS user the embedded PostgreSQL
+    /// runs as (leavemsg never creates users). Unset: `postgres`. Not used when not root.
+    #[arg(long, env = "LEAVEMSG_PG_OS_USER", value_name = "USER", global = true)]
+    pub pg_os_user: Option<String>,
+
     /// Log format.
     #[arg(
         long,
@@ -64,6 +69,7 @@ impl GlobalArgs {
         DatabaseConfig {
             url: self.database_url.clone().filter(|u| !u.trim().is_empty()),
             data_dir: self.data_dir.clone(),
+            pg_os_user: self.pg_os_user.clone().filter(|u| !u.is_empty()),
             max_connections: 16,
         }
     }
@@ -166,6 +172,17 @@ pub enum Command {
         /// The phone number, in any formatting: only its digits are compared.
         #[arg(long, value_name = "NUMBER")]
         phone: String,
+    },
+    /// Ask a running server whether it is ready (GET /readyz): exit 0 if it answers 200, else
+    /// non-zero with one line. Opens no database; for container health checks.
+    Probe {
+        /// The server's listen address; an unspecified one (0.0.0.0, ::) is asked on loopback.
+        #[arg(long, env = "LEAVEMSG_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Give up after this many seconds (1-60).
+        #[arg(long, default_value_t = 3,
+              value_parser = clap::value_parser!(u64).range(1..=60))]
+        timeout_secs: u64,
     },
 }
 

@@ -3,12 +3,24 @@
 use crate::cli::{AgentCommand, ChannelCommand, Cli, Command};
 use crate::credentials::AgentKey;
 use crate::domain::{AgentName, ChannelId, PhoneNo, WebOrigin};
+use crate::probe;
 use crate::settings::Settings;
 use crate::startup::Application;
 use crate::store::{self, Database, Store};
 
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before anything that opens the database: a health check must not start the embedded
+    // cluster, nor wait for a database at all.
+    if let Command::Probe {
+        listen,
+        timeout_secs,
+    } = cli.command
+    {
+        let url = probe::probe(listen, std::time::Duration::from_secs(timeout_secs)).await?;
+        println!("ready: {url} answered 200");
+        return Ok(());
+    }
     if let Command::Serve(serve) = cli.command {
         let settings = Settings::new(&cli.global, serve);
         let listen = settings.listen;
@@ -33,7 +45,9 @@ async fn run_on(database: &Database, command: Command) -> anyhow::Result<()> {
     store::require_migrated(pool).await?;
     let store = Store::new(pool.clone());
     match command {
-        Command::Serve(_) | Command::Migrate => unreachable!("handled above"),
+        Command::Serve(_) | Command::Migrate | Command::Probe { .. } => {
+            unreachable!("handled above")
+        }
         Command::Channel(ChannelCommand::Create {
             name,
             origins,

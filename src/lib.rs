@@ -13,6 +13,7 @@ pub mod live;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod probe;
 pub mod settings;
 pub mod startup;
 pub mod store;

@@ -24,6 +24,8 @@ pub struct DatabaseConfig {
     pub url: Option<String>,
     /// Where the embedded cluster lives (unused with a URL).
     pub data_dir: PathBuf,
+    /// The OS user the embedded cluster runs as when leavemsg runs as root; `None`: `postgres`.
+    pub pg_os_user: Option<String>,
     /// The pool's size.
     pub max_connections: u32,
 }
@@ -34,17 +36,18 @@ impl std::fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &self.url.as_ref().map(|_| "<set>"))
             .field("data_dir", &self.data_dir)
+            .field("pg_os_user", &self.pg_os_user)
             .field("max_connections", &self.max_connections)
             .finish()
     }
 }
 
 /// The embedded cluster in `data_dir`, with the names leavemsg has always used for it: the
-/// folders, OS user, database superuser and files of existing installations depend on them.
+/// folders, database superuser and files of existing installations depend on them. As root it
+/// runs as the `postgres` OS user unless [`DatabaseConfig::pg_os_user`] names another.
 pub fn embedded_cluster(data_dir: &Path) -> ClusterBuilder {
     Cluster::builder(data_dir)
         .superuser("leavemsg")
-        .system_user("leavemsg")
         .fallback_root("/var/lib/leavemsg/clusters")
         .socket_fallback_prefix("/tmp/leavemsg-")
         .bin_dir_env("LEAVEMSG_PG_BIN")
@@ -141,7 +144,10 @@ async fn open_embedded(config: &DatabaseConfig) -> anyhow::Result<Database> {
 
 /// One attempt of [`open_embedded`]: start, create the database, hold a first connection.
 async fn connect_embedded(config: &DatabaseConfig) -> anyhow::Result<Database> {
-    let builder = embedded_cluster(&config.data_dir);
+    let mut builder = embedded_cluster(&config.data_dir);
+    if let Some(user) = &config.pg_os_user {
+        builder = builder.os_user(user);
+    }
     let cluster = tokio::task::spawn_blocking(move || {
         let cluster = builder.start().map_err(with_alternative)?;
         cluster.ensure_database(EMBEDDED_DATABASE)?;
@@ -219,14 +225,29 @@ fn session_settings(options: PgConnectOptions) -> PgConnectOptions {
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
 }
 
-/// The embedded cluster's own messages end with what to install or create; leavemsg has one
-/// more way out, a PostgreSQL server of one's own.
+/// The embedded cluster's own messages end with what to install or create; leavemsg adds its
+/// own ways out: a PostgreSQL server of one's own, the setting that names the OS user, the
+/// upgrade steps in its docs.
 fn with_alternative(error: embedded_pg::Error) -> anyhow::Error {
     match error {
         embedded_pg::Error::NoServerPrograms => {
             anyhow::anyhow!("{error} or set DATABASE_URL to an existing PostgreSQL")
         }
-        embedded_pg::Error::OsUser { .. } => anyhow::anyhow!("{error} or set DATABASE_URL"),
+        embedded_pg::Error::OsUser { .. } => anyhow::anyhow!(
+            "{error}, or set LEAVEMSG_PG_OS_USER to an existing one, or set DATABASE_URL"
+        ),
+        embedded_pg::Error::OsUserIsRoot { .. } => {
+            anyhow::anyhow!("{error} in LEAVEMSG_PG_OS_USER")
+        }
+        embedded_pg::Error::InvalidSetting {
+            setting: "os_user",
+            reason,
+        } => anyhow::anyhow!("LEAVEMSG_PG_OS_USER is {reason}"),
+        embedded_pg::Error::VersionMismatch { .. } => {
+            anyhow::anyhow!(
+                "{error} (see docs/operations.md, \"The embedded database across PostgreSQL upgrades\")"
+            )
+        }
         other => other.into(),
     }
 }
@@ -249,11 +270,27 @@ mod tests {
             "PostgreSQL server programs (initdb, pg_ctl) were not found on PATH or in the usual install folders: install them (Debian/Ubuntu: apt-get install postgresql; Fedora/RHEL: dnf install postgresql-server; macOS: brew install postgresql) or set DATABASE_URL to an existing PostgreSQL"
         );
         let os_user = embedded_pg::Error::OsUser {
-            detail: "useradd: not found".into(),
+            user: "postgres".into(),
         };
         assert_eq!(
             with_alternative(os_user).to_string(),
-            "PostgreSQL refuses to run as root and no OS user could be set up for it (useradd: not found): create a `postgres` user or set DATABASE_URL"
+            "running as root, the embedded PostgreSQL needs an unprivileged OS user to run as, and there is no user postgres: create one with `useradd --system postgres`, or set LEAVEMSG_PG_OS_USER to an existing one, or set DATABASE_URL"
+        );
+        let root = embedded_pg::Error::OsUserIsRoot {
+            user: "toor".into(),
+        };
+        assert_eq!(
+            with_alternative(root).to_string(),
+            "OS user toor has uid 0, and PostgreSQL refuses to run as root: name an unprivileged user in LEAVEMSG_PG_OS_USER"
+        );
+        let old = embedded_pg::Error::VersionMismatch {
+            dir: "/srv/leavemsg/data/pg".into(),
+            cluster: "15".into(),
+            installed: vec!["17".into()],
+        };
+        assert_eq!(
+            with_alternative(old).to_string(),
+            "the PostgreSQL cluster in /srv/leavemsg/data/pg was made by PostgreSQL 15 but only PostgreSQL 17 is installed: install PostgreSQL 15's server programs, or upgrade the cluster to PostgreSQL 17 with pg_upgrade (see docs/operations.md, \"The embedded database across PostgreSQL upgrades\")"
         );
     }
 
@@ -309,6 +346,7 @@ mod tests {
         let config = DatabaseConfig {
             url: Some("postgres://u:secret@db/app".into()),
             data_dir: "./data".into(),
+            pg_os_user: None,
             max_connections: 16,
         };
         let text = format!("{config:?}");

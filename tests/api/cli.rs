@@ -13,9 +13,14 @@ use crate::helpers::*;
 /// Runs `leavemsg ARGS` with only the settings given here (no .env, no inherited DATABASE_URL).
 fn leavemsg(envs: &[(&str, &str)], args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
+    leavemsg_in(dir.path(), envs, args)
+}
+
+/// The same in the working folder `dir`.
+fn leavemsg_in(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env_remove("DATABASE_URL")
         .env("LEAVEMSG_LOG_FORMAT", "text");
     for (k, v) in envs {
@@ -55,6 +60,7 @@ async fn help_explains_every_command() {
         "agent",
         "purge",
         "erase",
+        "probe",
         "DATABASE_URL",
         "LEAVEMSG_DATA_DIR",
     ] {
@@ -475,4 +481,212 @@ async fn only_the_working_folders_env_file_is_read() {
         "{}",
         stderr(&beside)
     );
+}
+
+/// `leavemsg probe` against a running server: 0, one line, and no database opened (not even
+/// the embedded one its working folder would get, nor an unreachable DATABASE_URL).
+#[tokio::test]
+async fn probe_answers_0_for_a_ready_server_without_opening_a_database() {
+    let url = migrated_database().await;
+    let server = ServerProcess::start(&[("DATABASE_URL", url.as_str())]);
+    let port = server.port.to_string();
+    let work = tempfile::tempdir().unwrap();
+    for (listen, extra) in [
+        (format!("127.0.0.1:{port}"), None),
+        // Listening on every interface: asked on loopback.
+        (format!("0.0.0.0:{port}"), None),
+        (
+            format!("127.0.0.1:{port}"),
+            Some(("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")),
+        ),
+    ] {
+        let mut env = vec![("LEAVEMSG_LISTEN", listen.as_str())];
+        env.extend(extra);
+        let out = leavemsg_in(work.path(), &env, &["probe"]);
+        assert!(out.status.success(), "{listen}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out).trim(),
+            format!("ready: http://127.0.0.1:{port}/readyz answered 200")
+        );
+        assert_eq!(stderr(&out), "", "{listen}");
+    }
+    let out = leavemsg_in(
+        work.path(),
+        &[],
+        &["probe", "--listen", &format!("127.0.0.1:{port}")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        std::fs::read_dir(work.path()).unwrap().next().is_none(),
+        "probe left files in its working folder (an embedded cluster?)"
+    );
+}
+
+/// One line on stderr and a non-zero exit: what a health check shows.
+fn assert_probe_fails(out: &Output, expected: &str) {
+    assert!(!out.status.success(), "{}", stdout(out));
+    let err = stderr(out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(expected), "{err}");
+    assert_eq!(stdout(out), "");
+}
+
+#[tokio::test]
+async fn probe_fails_in_one_line_when_nothing_answers_http() {
+    use std::io::Write;
+    use std::net::TcpListener;
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = leavemsg(&[], &["probe", "--listen", &format!("127.0.0.1:{port}")]);
+    assert_probe_fails(&out, &format!("http://127.0.0.1:{port}/readyz: "));
+
+    // Connected, but no answer: the timeout ends it.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = silent.local_addr().unwrap().to_string();
+    let out = leavemsg(&[], &["probe", "--listen", &listen, "--timeout-secs", "1"]);
+    assert_probe_fails(&out, "no answer within 1 s");
+    drop(silent);
+
+    // Something that is not an HTTP server.
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = other.local_addr().unwrap().to_string();
+    let answering = std::thread::spawn(move || {
+        let (mut conn, _) = other.accept().unwrap();
+        conn.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").unwrap();
+    });
+    let out = leavemsg(&[], &["probe", "--listen", &listen]);
+    answering.join().unwrap();
+    assert_probe_fails(&out, "the answer is not HTTP: \"SSH-2.0-OpenSSH_9.2\"");
+
+    let out = leavemsg(&[("LEAVEMSG_LISTEN", "0.0.0.0:0")], &["probe"]);
+    assert_probe_fails(&out, "port 0 means any free port");
+    let out = leavemsg(&[], &["probe", "--timeout-secs", "0"]);
+    assert!(!out.status.success());
+}
+
+/// With its database gone the server answers /readyz with 503, and the probe says so.
+#[tokio::test]
+async fn probe_fails_when_the_server_cannot_reach_its_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = crate::database_faults::private_cluster(&dir);
+    let url = cluster_url(&cluster.0, "postgres");
+    let server = ServerProcess::start(&[("DATABASE_URL", url.as_str())]);
+    let listen = format!("127.0.0.1:{}", server.port);
+    let probe = || leavemsg(&[("LEAVEMSG_LISTEN", listen.as_str())], &["probe"]);
+    let out = probe();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    cluster.0.stop().unwrap();
+    let mut last = None;
+    let failed = wait_until(Duration::from_secs(60), || {
+        let out = probe();
+        let failed = !out.status.success();
+        last = Some(out);
+        async move { failed }
+    })
+    .await;
+    assert!(
+        failed,
+        "the probe kept succeeding with the database stopped"
+    );
+    assert_probe_fails(
+        &last.unwrap(),
+        &format!("http://{listen}/readyz answered 503: not ready"),
+    );
+    assert!(
+        server.log().contains("not ready: database unreachable"),
+        "{}",
+        server.log()
+    );
+}
+
+/// The uid of `user`, or of this process when `None` (`id -u`).
+fn uid_of(user: Option<&str>) -> Option<u32> {
+    let out = Command::new("id").arg("-u").args(user).output().unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// LEAVEMSG_PG_OS_USER: as root, the user the embedded cluster runs as, which must exist and is
+/// never created; when not root, not used (the cluster runs as this process's user).
+#[tokio::test]
+async fn pg_os_user_is_used_as_root_and_a_missing_one_is_named_in_one_line() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = uid_of(None) == Some(0);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+
+    let missing = "leavemsg-test-no-such-user";
+    let data = data_dir("missing");
+    let out = leavemsg(
+        &[
+            ("LEAVEMSG_DATA_DIR", &data),
+            ("LEAVEMSG_PG_OS_USER", missing),
+        ],
+        &["migrate"],
+    );
+    if root {
+        assert!(!out.status.success(), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!(
+                "there is no user {missing}: create one with `useradd --system {missing}`"
+            )) && err.contains("or set LEAVEMSG_PG_OS_USER to an existing one"),
+            "{err}"
+        );
+        assert_eq!(uid_of(Some(missing)), None, "the user was created");
+        assert!(!std::path::Path::new(&data).join("pg").exists());
+    } else {
+        assert!(
+            out.status.success(),
+            "not root, the setting is not used: {}",
+            stderr(&out)
+        );
+        assert!(!postmaster_running(&data));
+    }
+
+    // An existing unprivileged user: the cluster is made for it (this process's user when
+    // not root).
+    let data = data_dir("nobody");
+    let out = leavemsg(
+        &[
+            ("LEAVEMSG_DATA_DIR", &data),
+            ("LEAVEMSG_PG_OS_USER", "nobody"),
+        ],
+        &["migrate"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let owner = std::fs::metadata(std::path::Path::new(&data).join("pg"))
+        .unwrap()
+        .uid();
+    let expected = if root {
+        uid_of(Some("nobody"))
+    } else {
+        uid_of(None)
+    };
+    assert_eq!(Some(owner), expected);
+    assert!(!postmaster_running(&data));
+
+    // Not a user name at all: refused whoever runs it, before anything is made.
+    let data = data_dir("bad");
+    let out = leavemsg(
+        &[
+            ("LEAVEMSG_DATA_DIR", &data),
+            ("LEAVEMSG_PG_OS_USER", "-o nobody"),
+        ],
+        &["migrate"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("LEAVEMSG_PG_OS_USER is not a user name"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new(&data).exists());
 }

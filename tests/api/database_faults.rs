@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-struct StopOnDrop(Cluster);
+pub struct StopOnDrop(pub Cluster);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
@@ -19,7 +19,8 @@ impl Drop for StopOnDrop {
     }
 }
 
-fn private_cluster(dir: &tempfile::TempDir) -> StopOnDrop {
+/// A cluster of the test's own in `dir`, which it may stop; stopped when dropped.
+pub fn private_cluster(dir: &tempfile::TempDir) -> StopOnDrop {
     use std::os::unix::fs::PermissionsExt;
     // The cluster's OS user (when tests run as root) must be able to reach the folder.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -2,7 +2,7 @@
 //! them (creating it on first use, reusing a running one).
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::cluster::{self, Cluster};
 use crate::dirs::{self, MAX_SOCKET_PATH};
@@ -26,11 +26,12 @@ pub struct ClusterBuilder {
     pub(crate) data_dir: PathBuf,
     pub(crate) superuser: String,
     pub(crate) port: u16,
-    pub(crate) system_user: String,
+    pub(crate) os_user: String,
     pub(crate) fallback_root: PathBuf,
     pub(crate) socket_fallback_prefix: String,
     pub(crate) bin_dir: Option<PathBuf>,
     pub(crate) bin_dir_env: Option<String>,
+    pub(crate) install_root: PathBuf,
     pub(crate) config_file: String,
     pub(crate) managed_by: String,
 }
@@ -41,11 +42,12 @@ impl ClusterBuilder {
             data_dir,
             superuser: "postgres".to_owned(),
             port: 5432,
-            system_user: "postgres".to_owned(),
+            os_user: "postgres".to_owned(),
             fallback_root: PathBuf::from("/var/lib/embedded-pg/clusters"),
             socket_fallback_prefix: "/tmp/embedded-pg-".to_owned(),
             bin_dir: None,
             bin_dir_env: None,
+            install_root: PathBuf::from("/"),
             config_file: "embedded-pg.conf".to_owned(),
             managed_by: "embedded-pg".to_owned(),
         }
@@ -65,11 +67,13 @@ impl ClusterBuilder {
         self
     }
 
-    /// When this process is root: the OS user to run the server as if no `postgres` user
-    /// exists; it is created (a system user without a home folder) if missing. Default
-    /// `postgres`.
-    pub fn system_user(mut self, name: impl Into<String>) -> Self {
-        self.system_user = name.into();
+    /// When this process is root, which PostgreSQL refuses to run as: the unprivileged OS
+    /// user the server runs as. It must exist ([`start`](Self::start) fails with
+    /// [`Error::OsUser`] otherwise; users are never created) and it gets the cluster's files.
+    /// Ignored when this process is not root: the server then runs as this process's user.
+    /// Default `postgres`, the user the distributions' PostgreSQL packages create.
+    pub fn os_user(mut self, name: impl Into<String>) -> Self {
+        self.os_user = name.into();
         self
     }
 
@@ -105,6 +109,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// The folder below which the usual install folders (`usr/lib/postgresql/<version>/bin`,
+    /// `usr/pgsql-<version>/bin`, Homebrew's...) are looked for, after
+    /// [`bin_dir`](Self::bin_dir) and PATH. Default `/`; another root suits an install tree
+    /// unpacked elsewhere.
+    pub fn install_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.install_root = root.into();
+        self
+    }
+
     /// The file in the cluster folder that holds the socket and listener settings, rewritten
     /// at every start and included from postgresql.conf. Default `embedded-pg.conf`.
     pub fn config_file(mut self, file_name: impl Into<String>) -> Self {
@@ -123,23 +136,36 @@ impl ClusterBuilder {
     /// it unless it is already running (then reuses it), and waits until it accepts
     /// connections. Concurrent starts on one data folder, in this process or others, wait for
     /// each other and share one server.
+    ///
+    /// A new cluster is made with the first server programs found (see
+    /// [`bin_dir`](Self::bin_dir)); an existing one is run with installed programs of the
+    /// major version that made it (its `PG_VERSION`), wherever they come in that order, and
+    /// fails with [`Error::VersionMismatch`] when there are none.
     pub fn start(self) -> Result<Cluster, Error> {
         self.validate()?;
         let override_dir: Option<OsString> = self.bin_dir.map(PathBuf::into_os_string);
         let override_dir =
             override_dir.or_else(|| self.bin_dir_env.as_ref().and_then(std::env::var_os));
-        let bin_dir = programs::find_bin_dir(
+        let bin_dirs = programs::find_bin_dirs(
             override_dir.as_deref(),
             std::env::var_os("PATH").as_deref(),
-            Path::new("/"),
+            &self.install_root,
         )?;
         dirs::create_dirs_0755(&self.data_dir)?;
         let data_dir = dirs::canonical(&self.data_dir)?;
         // Held until this function returns, so a concurrent start waits, then reuses the cluster.
         let _lock = lock::lock_data_dir(&data_dir)?;
 
-        let user = os_user::cluster_user(&self.system_user)?;
+        let user = os_user::cluster_user(&self.os_user)?;
         let pgdata = dirs::resolve_pgdata(&data_dir, user.as_ref(), &self.fallback_root)?;
+        // Before anything in the cluster folder changes hands: a cluster no installed server
+        // can open is left as it is.
+        let made_by = programs::cluster_version(&pgdata);
+        let bin_dir = programs::choose_bin_dir(
+            &bin_dirs,
+            made_by.as_deref().map(|v| (pgdata.as_path(), v)),
+            programs::major_version,
+        )?;
         let fresh = dirs::prepare_pgdata(&pgdata, user.as_ref())?;
         let pgdata = dirs::canonical(&pgdata)?;
         let recorded = cluster::recorded_socket_dir(&pgdata.join(&self.config_file));
@@ -196,11 +222,17 @@ impl ClusterBuilder {
         if self.superuser.is_empty() {
             return invalid("superuser", "empty");
         }
-        if self.system_user.is_empty() {
-            return invalid("system_user", "empty");
+        if !os_user::plausible_user_name(&self.os_user) {
+            return invalid(
+                "os_user",
+                "not a user name (empty, a leading '-', or whitespace, control characters, ':', '/', ',' or '`')",
+            );
         }
         if self.config_file.is_empty() || self.config_file.contains('/') {
             return invalid("config_file", "must be a file name without '/'");
+        }
+        if !self.install_root.is_absolute() {
+            return invalid("install_root", "must be an absolute path");
         }
         if !self.fallback_root.is_absolute() {
             return invalid("fallback_root", "must be an absolute path");
@@ -233,6 +265,9 @@ mod tests {
         assert!(builder().validate().is_ok());
         assert_eq!(refused(builder().superuser("")), "superuser");
         assert_eq!(refused(builder().config_file("a/b.conf")), "config_file");
+        assert_eq!(refused(builder().os_user("")), "os_user");
+        assert_eq!(refused(builder().os_user("pg\nroot")), "os_user");
+        assert_eq!(refused(builder().install_root("usr")), "install_root");
         assert_eq!(refused(builder().fallback_root("rel")), "fallback_root");
         assert_eq!(
             refused(builder().socket_fallback_prefix("tmp/x-")),

@@ -31,14 +31,34 @@ pub enum Error {
         /// The operating system's error.
         source: io::Error,
     },
-    /// This process is root, which PostgreSQL refuses, and no other OS user could be found or
-    /// created.
+    /// The cluster was made by a major version of PostgreSQL whose server programs are not
+    /// installed; servers of other major versions cannot open its files.
+    #[error("{}", version_mismatch(dir, cluster, installed))]
+    VersionMismatch {
+        /// The cluster folder.
+        dir: PathBuf,
+        /// The major version that made the cluster (its `PG_VERSION`).
+        cluster: String,
+        /// The major versions of the server programs found, lowest first.
+        installed: Vec<String>,
+    },
+    /// This process is root, which PostgreSQL refuses, and the OS user to run the server as
+    /// (see [`ClusterBuilder::os_user`](crate::ClusterBuilder::os_user)) does not exist. This
+    /// crate never creates OS users.
     #[error(
-        "PostgreSQL refuses to run as root and no OS user could be set up for it ({detail}): create a `postgres` user"
+        "running as root, the embedded PostgreSQL needs an unprivileged OS user to run as, and there is no user {user}: create one with `useradd --system {user}`"
     )]
     OsUser {
-        /// Why the user could not be created.
-        detail: String,
+        /// The user name looked for.
+        user: String,
+    },
+    /// The OS user to run the server as is root too (uid 0), which PostgreSQL refuses.
+    #[error(
+        "OS user {user} has uid 0, and PostgreSQL refuses to run as root: name an unprivileged user"
+    )]
+    OsUserIsRoot {
+        /// The user name.
+        user: String,
     },
     /// The server's OS user cannot pass through a folder above an existing cluster folder.
     #[error(
@@ -106,6 +126,31 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
+
+/// The text of [`Error::VersionMismatch`]: both versions and what to do, which depends on
+/// whether the cluster is older (pg_upgrade moves it forward) or newer than what is installed.
+fn version_mismatch(dir: &Path, cluster: &str, installed: &[String]) -> String {
+    let list = match installed {
+        [] => String::from("no other version"),
+        [one] => format!("PostgreSQL {one}"),
+        [rest @ .., last] => format!("PostgreSQL {} and {last}", rest.join(", ")),
+    };
+    let verb = if installed.len() > 1 { "are" } else { "is" };
+    let number = |v: &str| -> Vec<u32> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+    let newest = installed.iter().max_by_key(|v| number(v));
+    let way_out = match newest {
+        Some(newest) if number(newest) > number(cluster) => format!(
+            "install PostgreSQL {cluster}'s server programs, or upgrade the cluster to PostgreSQL {newest} with pg_upgrade"
+        ),
+        _ => format!(
+            "install PostgreSQL {cluster}'s server programs (pg_upgrade only moves a cluster to a newer version)"
+        ),
+    };
+    format!(
+        "the PostgreSQL cluster in {} was made by PostgreSQL {cluster} but only {list} {verb} installed: {way_out}",
+        dir.display()
+    )
 }
 
 /// For `map_err`: an [`Error::Io`] for `action` on `path`.

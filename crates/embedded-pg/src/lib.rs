@@ -9,9 +9,13 @@
 //! start.
 //!
 //! When the calling process is root, which PostgreSQL refuses to run as, the server runs as
-//! the `postgres` OS user (or a system user created for it, see
-//! [`ClusterBuilder::system_user`]); if that user cannot reach the data folder, the cluster is
-//! kept under [`ClusterBuilder::fallback_root`] and linked from the data folder.
+//! an existing unprivileged OS user, `postgres` unless [`ClusterBuilder::os_user`] names
+//! another; OS users are never created. If that user cannot reach the data folder, the cluster
+//! is kept under [`ClusterBuilder::fallback_root`] and linked from the data folder.
+//!
+//! An existing cluster is run with the installed server programs of the major version that
+//! made it, when several versions are installed; when none is, the start fails with an
+//! [`Error::VersionMismatch`] naming both versions.
 //!
 //! The crate hands out what a client needs to connect over the socket (folder, port, user)
 //! rather than a URL; with sqlx, for example:

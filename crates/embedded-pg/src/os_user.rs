@@ -1,12 +1,9 @@
 //! The unprivileged OS user a cluster runs as when this process is root, which PostgreSQL
 //! refuses to run as.
 
-use std::process::Command;
-
 use nix::unistd::{User, geteuid};
 
 use crate::error::Error;
-use crate::output::failure_detail;
 
 /// An OS user and the credentials its processes get.
 #[derive(Clone, Debug)]
@@ -25,41 +22,38 @@ pub(crate) fn is_root() -> bool {
     geteuid().is_root()
 }
 
-/// The OS user to run the server as: none (this process's user) unless we are root. Then the
-/// `postgres` user of the distribution's packages, else `system_user`, created if missing.
-pub(crate) fn cluster_user(system_user: &str) -> Result<Option<OsUser>, Error> {
+/// The OS user to run the server as: none (this process's user) unless we are root. Then
+/// `name`, which must exist and must not be root itself. Users are never created here: making
+/// OS accounts is the machine's administrator's decision (and a package's or image's job).
+pub(crate) fn cluster_user(name: &str) -> Result<Option<OsUser>, Error> {
     if !is_root() {
         return Ok(None);
     }
-    if let Some(user) = lookup_user("postgres").or_else(|| lookup_user(system_user)) {
-        return Ok(Some(user));
+    let user = lookup_user(name).ok_or_else(|| Error::OsUser {
+        user: name.to_owned(),
+    })?;
+    if user.uid == 0 {
+        return Err(Error::OsUserIsRoot {
+            user: name.to_owned(),
+        });
     }
-    tracing::info!(
-        "creating system user {system_user} to run PostgreSQL, which refuses to run as root"
-    );
-    // No library call creates users portably; useradd is what the distributions provide.
-    let out = Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            system_user,
-        ])
-        .output();
-    // Another process may have created it meanwhile, so look again before failing.
-    if let Some(user) = lookup_user(system_user) {
-        return Ok(Some(user));
-    }
-    let detail = match out {
-        Ok(out) => failure_detail("useradd", &out),
-        Err(e) => format!("could not run useradd: {e}"),
-    };
-    Err(Error::OsUser { detail })
+    Ok(Some(user))
+}
+
+/// Whether `name` can be a user name on any system this crate runs on: no empty name, no
+/// leading `-` (it would read as an option to useradd), nothing that would break the one-line
+/// messages that name it or the passwd file's format.
+pub(crate) fn plausible_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, ':' | '/' | ',' | '`'))
 }
 
 /// The user database's entry for `name` (passwd files, LDAP, whatever NSS is set up with).
-/// A failed lookup counts as no such user: the caller then tries the next name or creates one.
+/// A failed lookup counts as no such user.
 pub(crate) fn lookup_user(name: &str) -> Option<OsUser> {
     let user = User::from_name(name).ok().flatten()?;
     let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
@@ -81,5 +75,16 @@ mod tests {
         assert_eq!((root.uid, root.gid), (0, 0));
         assert_eq!(root.groups, vec![0]);
         assert!(lookup_user("no-such-user-for-embedded-pg").is_none());
+    }
+
+    #[test]
+    fn only_plausible_user_names_are_taken() {
+        for good in ["postgres", "pg-17", "svc_db", "app.user", "ü"] {
+            assert!(plausible_user_name(good), "{good}");
+        }
+        let long = "x".repeat(65);
+        for bad in ["", "-r", "a b", "a\nb", "a:b", "../x", "a,b", "`id`", &long] {
+            assert!(!plausible_user_name(bad), "{bad:?}");
+        }
     }
 }

@@ -545,3 +545,161 @@ fn starts_with_a_long_data_path_share_one_cluster() {
     assert_eq!(third.socket_dir(), first.socket_dir());
     assert_eq!(psql(&third, "select 1"), "1");
 }
+
+/// The major version in the cluster's PG_VERSION.
+fn pg_version(cluster: &Cluster) -> String {
+    fs::read_to_string(cluster.cluster_dir().join("PG_VERSION"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_cluster_of_a_version_not_installed_is_refused_in_one_line() {
+    let dir = open_tempdir();
+    let cluster = start_guarded(builder(dir.path()));
+    let installed = pg_version(&cluster);
+    cluster.stop().unwrap();
+    let version_file = cluster.cluster_dir().join("PG_VERSION");
+
+    // Older than anything installed, then newer.
+    for made_by in ["9.6", "9", "99"] {
+        fs::write(&version_file, format!("{made_by}\n")).unwrap();
+        let err = builder(dir.path()).start().unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::VersionMismatch { .. }), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.contains(&format!("made by PostgreSQL {made_by} but"))
+                && text.contains(&format!("PostgreSQL {installed}"))
+                && text.contains("pg_upgrade")
+                && text.contains(&cluster.cluster_dir().display().to_string()),
+            "{text}"
+        );
+        assert!(!cluster.is_running().unwrap());
+    }
+    // Nothing was changed: with its own version back, the cluster starts as before.
+    fs::write(&version_file, format!("{installed}\n")).unwrap();
+    let again = start_guarded(builder(dir.path()));
+    assert!(again.started_here());
+    assert_eq!(psql(&again, "select 1"), "1");
+}
+
+/// A fake install tree under `root`: the real programs of `bin_dir` as version `version`,
+/// beside a newer version 99 whose pg_ctl only answers `--version` and whose initdb fails.
+fn fake_install_tree(root: &Path, bin_dir: &Path, version: &str) -> (PathBuf, PathBuf) {
+    let same = root.join(format!("usr/lib/postgresql/{version}/bin"));
+    fs::create_dir_all(&same).unwrap();
+    for entry in fs::read_dir(bin_dir).unwrap() {
+        let entry = entry.unwrap();
+        std::os::unix::fs::symlink(entry.path(), same.join(entry.file_name())).unwrap();
+    }
+    let newer = root.join("usr/lib/postgresql/99/bin");
+    fs::create_dir_all(&newer).unwrap();
+    for (name, script) in [
+        (
+            "pg_ctl",
+            "[ \"$1\" = --version ] && echo 'pg_ctl (PostgreSQL) 99.1' && exit 0; exit 1",
+        ),
+        ("initdb", "echo 'initdb: not a real one' >&2; exit 1"),
+    ] {
+        let path = newer.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (same, newer)
+}
+
+#[test]
+fn an_existing_cluster_runs_with_the_installed_programs_of_its_version() {
+    let dir = open_tempdir();
+    let data = dir.path().join("data");
+    let cluster = start_guarded(builder(&data));
+    let version = pg_version(&cluster);
+    let real_bin = cluster.bin_dir().to_owned();
+    cluster.stop().unwrap();
+
+    let tree = open_tempdir();
+    let (same, newer) = fake_install_tree(tree.path(), &real_bin, &version);
+    // Programs on PATH come before the install folders; the real ones were found there only
+    // when PATH holds them.
+    let on_path =
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d == real_bin));
+    let expected = if on_path { real_bin.clone() } else { same };
+
+    let again = start_guarded(builder(&data).install_root(tree.path()));
+    assert_eq!(
+        again.bin_dir(),
+        expected,
+        "PostgreSQL 99 is newer but did not make it"
+    );
+    assert!(again.started_here());
+    assert_eq!(psql(&again, "select 1"), "1");
+    again.stop().unwrap();
+
+    // The same versions named first by bin_dir: the newer one is still passed over.
+    let again = start_guarded(builder(&data).install_root(tree.path()).bin_dir(&newer));
+    assert_ne!(again.bin_dir(), newer);
+    assert_eq!(psql(&again, "select 1"), "1");
+    again.stop().unwrap();
+
+    // A new cluster is made by the first programs found: here the fake newer one.
+    let err = builder(&dir.path().join("new"))
+        .install_root(tree.path())
+        .bin_dir(&newer)
+        .start()
+        .unwrap_err();
+    assert!(matches!(err, Error::Initdb { .. }), "{err}");
+    assert!(err.to_string().contains("not a real one"), "{err}");
+}
+
+#[test]
+fn a_missing_os_user_is_named_in_one_line_and_never_created() {
+    let dir = open_tempdir();
+    let name = "embedded-pg-test-no-such-user";
+    let result = builder(dir.path()).os_user(name).start();
+    if is_root() {
+        let err = result.expect_err("started without the named OS user");
+        let text = err.to_string();
+        assert!(matches!(err, Error::OsUser { .. }), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.contains(&format!("no user {name}"))
+                && text.contains(&format!("`useradd --system {name}`")),
+            "{text}"
+        );
+        assert!(
+            nix::unistd::User::from_name(name).unwrap().is_none(),
+            "the user was created"
+        );
+        assert!(!dir.path().join("pg").exists(), "a cluster was made");
+    } else {
+        // Not root: the server runs as this process's user, and the setting is not used.
+        let cluster = Running(result.unwrap_or_else(|e| panic!("{e}")));
+        cluster.stop_when_this_process_exits().unwrap();
+        assert_eq!(cluster.os_user(), None);
+        assert_eq!(psql(&cluster, "select 1"), "1");
+    }
+}
+
+#[test]
+fn the_named_os_user_runs_the_server_and_root_is_refused() {
+    let dir = open_tempdir();
+    let refused = builder(&dir.path().join("as-root")).os_user("root").start();
+    let cluster = start_guarded(builder(&dir.path().join("as-nobody")).os_user("nobody"));
+    let owner = fs::metadata(cluster.cluster_dir()).unwrap().uid();
+    if is_root() {
+        let err = refused.expect_err("the server would run as root");
+        assert!(matches!(err, Error::OsUserIsRoot { .. }), "{err}");
+        assert!(!err.to_string().contains('\n'));
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        assert_eq!(cluster.os_user(), Some("nobody"));
+        assert_eq!(owner, nobody.uid.as_raw());
+    } else {
+        let not_root = Running(refused.unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(not_root.os_user(), None);
+        assert_eq!(cluster.os_user(), None);
+        assert_eq!(owner, nix::unistd::geteuid().as_raw());
+    }
+    assert_eq!(psql(&cluster, "select 1"), "1");
+}
