@@ -6,8 +6,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use embedded_pg::{Cluster, ClusterBuilder};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::{ACQUIRE_TIMEOUT, STATEMENT_TIMEOUT};
 
@@ -68,7 +68,21 @@ impl Database {
         let Some(url) = &config.url else {
             return open_embedded(config).await;
         };
-        let pool = pool_options(config.max_connections).connect_lazy_with(connect_options(url)?);
+        let options = connect_options(url)?;
+        let pool = pool_options(config.max_connections).connect_lazy_with(options.clone());
+        // Connected now rather than at the first query, so that a server out of reach or a
+        // TLS certificate refused is told in one line that names the server and what to change.
+        match pool.acquire().await {
+            Ok(first) => drop(first),
+            // The pool retries a refused connection (a server starting) until its timeout and
+            // then says only that; one more attempt says why.
+            Err(sqlx::Error::PoolTimedOut) => {
+                let direct = options.connect().await;
+                let direct = direct.map_err(|e| connect_failed(&options, &e))?;
+                direct.close().await.ok();
+            }
+            Err(e) => return Err(connect_failed(&options, &e)),
+        }
         Ok(Database {
             pool,
             cluster: None,
@@ -195,21 +209,178 @@ fn server_went_away(error: &anyhow::Error) -> bool {
     }
 }
 
-/// Connection settings from a URL, with the settings every connection carries.
+/// Connection settings from a URL, with the settings every connection carries. `sslmode` and
+/// `sslrootcert` (in the URL, or PGSSLMODE and PGSSLROOTCERT) mean what they mean to libpq,
+/// see [`tls_as_libpq`].
 pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
-    Ok(session_settings(options))
+    let invalid = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}")
+    };
+    let options = PgConnectOptions::from_str(url).map_err(|e| invalid(&e))?;
+    let parsed = url::Url::parse(url).map_err(|e| invalid(&e))?;
+    let tls = TlsParams::from_url_and_env(&parsed, |name| std::env::var(name).ok());
+    Ok(session_settings(tls_as_libpq(options, &tls)?))
+}
+
+/// What the URL (or the environment) says about TLS beyond what [`PgConnectOptions`] tells.
+#[derive(Debug, Default)]
+struct TlsParams {
+    /// Whether `sslmode` was given at all (libpq's default, `prefer`, is not the same thing as
+    /// asking for it when `sslrootcert=system`).
+    mode_given: bool,
+    /// `sslrootcert` as written.
+    root_cert: Option<String>,
+}
+
+impl TlsParams {
+    /// The URL's parameters (with sqlx's other spellings of them) win over the environment, as
+    /// in sqlx and libpq.
+    fn from_url_and_env(url: &url::Url, env: impl Fn(&str) -> Option<String>) -> TlsParams {
+        let mut params = TlsParams {
+            mode_given: env("PGSSLMODE").is_some(),
+            root_cert: env("PGSSLROOTCERT"),
+        };
+        for (key, value) in url.query_pairs() {
+            match &*key {
+                "sslmode" | "ssl-mode" => params.mode_given = true,
+                "sslrootcert" | "ssl-root-cert" | "ssl-ca" => {
+                    params.root_cert = Some(value.into_owned());
+                }
+                _ => {}
+            }
+        }
+        params
+    }
+}
+
+/// sqlx reads `sslmode` and `sslrootcert`; where it departs from libpq, this brings it back:
+/// - over a unix socket TLS is never used (PostgreSQL refuses it there, and libpq does not ask;
+///   sqlx would ask, and then fail `require`);
+/// - `allow` tries TLS too (sqlx treats it as `disable`; libpq tries without TLS first, then
+///   with it, so a server that only takes TLS is still reached);
+/// - `require` with an `sslrootcert` checks the certificate against it, as `verify-ca` does;
+/// - `sslrootcert=system` means the system's trusted CAs and implies `verify-full`; a weaker
+///   `sslmode` beside it is refused;
+/// - an `sslrootcert` that cannot be read is said at once, with its path (sqlx's error would
+///   come at the first connection, without the path).
+fn tls_as_libpq(options: PgConnectOptions, tls: &TlsParams) -> anyhow::Result<PgConnectOptions> {
+    if options.get_socket().is_some() || options.get_host().starts_with('/') {
+        return Ok(options.ssl_mode(PgSslMode::Disable));
+    }
+    let mut mode = match options.get_ssl_mode() {
+        PgSslMode::Allow => PgSslMode::Prefer,
+        other => other,
+    };
+    let mut options = options;
+    match tls.root_cert.as_deref() {
+        Some("system") => {
+            if tls.mode_given && !matches!(mode, PgSslMode::VerifyFull) {
+                anyhow::bail!(
+                    "DATABASE_URL: sslrootcert=system needs sslmode=verify-full (or no sslmode): \
+                     checking a certificate against the system's CAs means nothing without \
+                     checking the server's name"
+                );
+            }
+            // The system's CAs are what sqlx trusts anyway; an empty list in place of the
+            // file name "system" adds none.
+            options = options.ssl_root_cert_from_pem(Vec::new());
+            mode = PgSslMode::VerifyFull;
+        }
+        Some(path) => {
+            if matches!(mode, PgSslMode::Require) {
+                mode = PgSslMode::VerifyCa;
+            }
+            if matches!(mode, PgSslMode::VerifyCa | PgSslMode::VerifyFull) {
+                std::fs::File::open(path)
+                    .map_err(|e| anyhow::anyhow!("DATABASE_URL: sslrootcert {path}: {e}"))?;
+            }
+        }
+        None => {}
+    }
+    Ok(options.ssl_mode(mode))
+}
+
+/// A first connection that failed, as one line: the server, the `sslmode`, and for TLS and
+/// authentication refusals what to change.
+fn connect_failed(options: &PgConnectOptions, error: &sqlx::Error) -> anyhow::Error {
+    let server = format!(
+        "cannot connect to PostgreSQL at {}:{} (sslmode={})",
+        options.get_host(),
+        options.get_port(),
+        ssl_mode_name(options.get_ssl_mode())
+    );
+    match tls_refusal(error, options.get_host()) {
+        Some(reason) => anyhow::anyhow!("{server}: {reason}"),
+        None => anyhow::anyhow!("{server}: {error}"),
+    }
+}
+
+/// Why TLS failed, in words, when that is what `error` is about.
+fn tls_refusal(error: &sqlx::Error, host: &str) -> Option<String> {
+    use rustls::CertificateError as Cert;
+    match error {
+        // rustls's errors reach sqlx inside the socket's I/O error.
+        sqlx::Error::Io(io) => {
+            let tls = io.get_ref()?.downcast_ref::<rustls::Error>()?;
+            Some(match tls {
+                // BadSignature: a CA of the same name but another key (one renewed, say).
+                rustls::Error::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature) => {
+                    "the server's TLS certificate is not signed by a trusted CA: set sslrootcert \
+                     to the CA certificate (PEM) that signed it"
+                        .to_owned()
+                }
+                rustls::Error::InvalidCertificate(
+                    Cert::NotValidForName | Cert::NotValidForNameContext { .. },
+                ) => format!(
+                    "the server's TLS certificate is not valid for the name {host}: connect by \
+                     a name it holds ({tls})"
+                ),
+                rustls::Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => {
+                    format!("the server's TLS certificate has expired ({tls})")
+                }
+                rustls::Error::InvalidCertificate(_) => {
+                    format!("the server's TLS certificate is refused: {tls}")
+                }
+                other => format!("TLS failed: {other}"),
+            })
+        }
+        sqlx::Error::Tls(e) => Some(format!("TLS failed: {e}")),
+        // 28000: invalid_authorization_specification, which is what pg_hba.conf's `reject`
+        // and a missing `hostnossl` line give.
+        sqlx::Error::Database(d)
+            if d.code().as_deref() == Some("28000") && d.message().contains("no encryption") =>
+        {
+            Some(format!(
+                "{}: the server refuses this connection without TLS: use sslmode=verify-full (or require)",
+                d.message()
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// `sslmode` as written in a URL.
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
 }
 
 /// Connection settings for the embedded cluster's database, over its unix socket. No password:
-/// the cluster trusts local connections, and only its owner can open the socket's folder.
+/// the cluster trusts local connections, and only its owner can open the socket's folder. No
+/// TLS over the socket, whatever PGSSLMODE says (see [`tls_as_libpq`]).
 fn cluster_connect_options(cluster: &Cluster) -> PgConnectOptions {
     let options = PgConnectOptions::new_without_pgpass()
         .socket(cluster.socket_dir())
         .port(cluster.port())
         .username(cluster.superuser())
-        .database(EMBEDDED_DATABASE);
+        .database(EMBEDDED_DATABASE)
+        .ssl_mode(PgSslMode::Disable);
     session_settings(options)
 }
 
@@ -339,6 +510,170 @@ mod tests {
                 .as_str()
                 .contains("%2Fsrv%2Fleavemsg%2Frun")
         );
+    }
+
+    fn tls_of(url: &str, env: &[(&str, &str)]) -> TlsParams {
+        let url = url::Url::parse(url).unwrap();
+        TlsParams::from_url_and_env(&url, |name| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    /// The options `url` gives, as [`connect_options`] makes them, with `env` in place of the
+    /// process's PGSSLMODE and PGSSLROOTCERT.
+    fn libpq_options(url: &str, env: &[(&str, &str)]) -> anyhow::Result<PgConnectOptions> {
+        let mut options = PgConnectOptions::from_str(url).unwrap();
+        if let Some((_, mode)) = env.iter().find(|(k, _)| *k == "PGSSLMODE") {
+            options = options.ssl_mode(mode.parse().unwrap());
+        }
+        tls_as_libpq(options, &tls_of(url, env))
+    }
+
+    fn mode_of(url: &str) -> &'static str {
+        ssl_mode_name(libpq_options(url, &[]).unwrap().get_ssl_mode())
+    }
+
+    #[test]
+    fn sslmode_means_what_it_means_to_libpq() {
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let ca = ca.path().display();
+        for (url, mode) in [
+            ("postgres://db.internal/app", "prefer"),
+            ("postgres://db.internal/app?sslmode=disable", "disable"),
+            ("postgres://db.internal/app?sslmode=allow", "prefer"),
+            ("postgres://db.internal/app?sslmode=prefer", "prefer"),
+            ("postgres://db.internal/app?sslmode=require", "require"),
+            ("postgres://db.internal/app?sslmode=verify-ca", "verify-ca"),
+            (
+                "postgres://db.internal/app?sslmode=verify-full",
+                "verify-full",
+            ),
+            // Over a unix socket, no TLS whatever is asked.
+            (
+                "postgres://%2Fvar%2Frun%2Fpostgresql/app?sslmode=require",
+                "disable",
+            ),
+            (
+                "postgres:///app?host=/run/pg&sslmode=verify-full",
+                "disable",
+            ),
+        ] {
+            assert_eq!(mode_of(url), mode, "{url}");
+        }
+        // A CA file turns `require` into a check against it, as in libpq.
+        let url = format!("postgres://db.internal/app?sslmode=require&sslrootcert={ca}");
+        assert_eq!(mode_of(&url), "verify-ca");
+        let url = format!("postgres://db.internal/app?sslmode=prefer&sslrootcert={ca}");
+        assert_eq!(mode_of(&url), "prefer");
+        // ... also when the CA or the mode comes from the environment.
+        let options = libpq_options(
+            "postgres://db.internal/app",
+            &[("PGSSLMODE", "require"), ("PGSSLROOTCERT", &ca.to_string())],
+        )
+        .unwrap();
+        assert_eq!(ssl_mode_name(options.get_ssl_mode()), "verify-ca");
+    }
+
+    #[test]
+    fn sslrootcert_system_means_the_systems_cas_and_verify_full() {
+        assert_eq!(
+            mode_of("postgres://db.example.com/app?sslrootcert=system"),
+            "verify-full"
+        );
+        assert_eq!(
+            mode_of("postgres://db.example.com/app?sslmode=verify-full&sslrootcert=system"),
+            "verify-full"
+        );
+        for weaker in ["disable", "prefer", "require", "verify-ca"] {
+            let url = format!("postgres://db.example.com/app?sslmode={weaker}&sslrootcert=system");
+            let error = libpq_options(&url, &[]).unwrap_err().to_string();
+            assert!(
+                error.contains("sslrootcert=system needs sslmode=verify-full"),
+                "{error}"
+            );
+        }
+        let error = libpq_options(
+            "postgres://db.example.com/app",
+            &[("PGSSLMODE", "require"), ("PGSSLROOTCERT", "system")],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("sslrootcert=system"), "{error}");
+        // The file name "system" is not looked for.
+        let url = "postgres://db.example.com/app?sslrootcert=system";
+        let options = libpq_options(url, &[]).unwrap();
+        assert!(
+            !options.to_url_lossy().as_str().contains("system"),
+            "{}",
+            options.to_url_lossy()
+        );
+    }
+
+    #[test]
+    fn an_unreadable_sslrootcert_is_named_at_once() {
+        let url = "postgres://db.internal/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem";
+        let error = connect_options(url).unwrap_err().to_string();
+        assert!(
+            error.starts_with("DATABASE_URL: sslrootcert /nonexistent/ca.pem: ")
+                && !error.contains('\n'),
+            "{error}"
+        );
+        // Modes that check nothing do not read it, as in libpq.
+        for mode in ["disable", "prefer"] {
+            let url = format!(
+                "postgres://db.internal/app?sslmode={mode}&sslrootcert=/nonexistent/ca.pem"
+            );
+            assert!(connect_options(&url).is_ok(), "{url}");
+        }
+        let error = connect_options("postgres://db.internal/app?sslmode=sometimes").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("DATABASE_URL is not a valid PostgreSQL URL"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn tls_failures_are_told_in_words() {
+        use rustls::CertificateError as Cert;
+        let options =
+            connect_options("postgres://db.internal:6432/app?sslmode=verify-full").unwrap();
+        let tls_error = |e: rustls::Error| {
+            sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        };
+        let said = |e: sqlx::Error| connect_failed(&options, &e).to_string();
+        let unknown = said(tls_error(rustls::Error::InvalidCertificate(
+            Cert::UnknownIssuer,
+        )));
+        assert_eq!(
+            unknown,
+            "cannot connect to PostgreSQL at db.internal:6432 (sslmode=verify-full): the server's \
+             TLS certificate is not signed by a trusted CA: set sslrootcert to the CA certificate \
+             (PEM) that signed it"
+        );
+        let name = said(tls_error(rustls::Error::InvalidCertificate(
+            Cert::NotValidForName,
+        )));
+        assert!(
+            name.contains("not valid for the name db.internal"),
+            "{name}"
+        );
+        let expired = said(tls_error(rustls::Error::InvalidCertificate(Cert::Expired)));
+        assert!(expired.contains("certificate has expired"), "{expired}");
+        let refused = said(sqlx::Error::Io(
+            std::io::ErrorKind::ConnectionRefused.into(),
+        ));
+        assert!(
+            refused.starts_with(
+                "cannot connect to PostgreSQL at db.internal:6432 (sslmode=verify-full): "
+            ),
+            "{refused}"
+        );
+        for text in [unknown, name, expired, refused] {
+            assert!(!text.contains('\n'), "{text}");
+        }
     }
 
     #[test]

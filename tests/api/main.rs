@@ -7,6 +7,7 @@ mod apply_token;
 mod browser;
 mod cli;
 mod database_faults;
+mod database_tls;
 mod export;
 mod helpers;
 mod leave_message;
