@@ -233,7 +233,11 @@ async fn formulas_after_a_separator_are_neutralised_and_raw_is_exact() {
 /// Slow exports cannot take the service's database connections from visitors: at most two
 /// run at once per agent and four in all; past that the answer is 429, and a slot is free
 /// again once its reader leaves.
-#[tokio::test]
+///
+/// Multi-threaded: the in-process server's queries run on the test's runtime, and four exports
+/// filling their sockets would otherwise compete on one thread with this client's requests,
+/// which a busy machine can delay past the server's 10 s allowance for a request head (408).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_are_bounded_per_agent_and_in_all() {
     let app = spawn_app().await;
     let alice = app.create_agent("alice", false).await;
