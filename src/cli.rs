@@ -193,6 +193,26 @@ pub enum AgentCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// List agents: name, role, state, when created and last seen (never a key).
+    List,
+    /// Disable an agent: its key is refused at once on every instance, and the messages
+    /// assigned to it go back to pending.
+    Disable {
+        /// The agent's name.
+        name: String,
+    },
+    /// Enable a disabled agent with a new API key, printed alone on the last line; the key it
+    /// had before is never accepted again.
+    Enable {
+        /// The agent's name.
+        name: String,
+    },
+    /// Give an enabled agent a new API key, printed alone on the last line; the old key is
+    /// refused at once on every instance.
+    RotateKey {
+        /// The agent's name.
+        name: String,
+    },
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! `GET /api/v1/messages/stream`: Server-Sent Events, one `message` event per newly stored
 //! message, with heartbeats so proxies keep the connection open.
+//!
+//! A stream outlives the call that opened it, so its key is checked again whenever the
+//! agent's access may have changed (see `live`): a stream of an agent that was disabled, or
+//! whose key was replaced, ends before another message reaches it, on every instance.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -12,8 +16,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::auth::Agent;
 use super::error::{ApiError, ApiErrorBody};
 use super::message::Message;
-use crate::live::{Live, Subscription};
-use crate::store::MessageRow;
+use crate::live::{AccessChange, Live, Subscription};
+use crate::store::{MessageRow, Store};
 
 /// A comment line this often keeps idle connections open through proxies, and lets the
 /// server notice clients that left.
@@ -33,7 +37,11 @@ const LISTEN_PATIENCE: Duration = Duration::from_secs(5);
     responses(
         (status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String),
         (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody)))]
-pub async fn stream(agent: Agent, live: web::Data<Live>) -> Result<HttpResponse, ApiError> {
+pub async fn stream(
+    agent: Agent,
+    live: web::Data<Live>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
     let subscription = live
         .subscribe(agent.name.as_str(), MAX_STREAMS_PER_AGENT)
         .ok_or(ApiError::TooManyRequests {
@@ -43,14 +51,26 @@ pub async fn stream(agent: Agent, live: web::Data<Live>) -> Result<HttpResponse,
     // The instance listens for new messages only while someone watches: "connected" is said
     // once messages stored from now on are sure to arrive.
     live.wait_until_listening(LISTEN_PATIENCE).await;
+    // From here on a change of the agent's access is heard; one made since the key was
+    // checked may not have been.
+    let holder = Holder {
+        store: Store::clone(&store),
+        agent,
+    };
+    if !holder.key_still_works().await {
+        return Err(ApiError::Unauthorized);
+    }
     let heartbeat = tokio::time::interval(HEARTBEAT);
     // First chunk: how long browsers wait before reconnecting, and a hello comment.
     let opening = Bytes::from_static(b"retry: 3000\n: connected\n\n");
     let events = futures_util::stream::unfold(
-        (subscription, heartbeat),
-        |(mut subscription, mut heartbeat)| async move {
-            let chunk = next_chunk(&mut subscription, &mut heartbeat).await?;
-            Some((Ok::<_, Infallible>(chunk), (subscription, heartbeat)))
+        (subscription, heartbeat, holder),
+        |(mut subscription, mut heartbeat, holder)| async move {
+            let chunk = next_chunk(&mut subscription, &mut heartbeat, &holder).await?;
+            Some((
+                Ok::<_, Infallible>(chunk),
+                (subscription, heartbeat, holder),
+            ))
         },
     );
     let body = futures_util::StreamExt::chain(
@@ -64,29 +84,75 @@ pub async fn stream(agent: Agent, live: web::Data<Live>) -> Result<HttpResponse,
         .streaming(body))
 }
 
-/// The next piece of the stream; `None` ends it (the server is shutting down).
+/// The agent a stream is for, and what tells whether its key still works.
+struct Holder {
+    store: Store,
+    agent: Agent,
+}
+
+impl Holder {
+    /// Whether the key the stream was opened with is still the agent's, and the agent enabled.
+    /// When the database cannot say, the stream ends (the client reconnects, and its key is
+    /// checked then).
+    async fn key_still_works(&self) -> bool {
+        let current = self
+            .store
+            .agent_key_is_current(&self.agent.name, &self.agent.key_id)
+            .await;
+        current.unwrap_or_else(|e| {
+            tracing::warn!(error = ?e, "live stream: could not check the agent's key; ending it");
+            false
+        })
+    }
+
+    /// Whether an access change (or missed changes) may concern this stream's agent.
+    fn concerned_by(&self, change: &Result<AccessChange, RecvError>) -> bool {
+        match change {
+            Ok(Some(name)) => **name == *self.agent.name.as_str(),
+            Ok(None) | Err(RecvError::Lagged(_)) => true,
+            Err(RecvError::Closed) => false,
+        }
+    }
+}
+
+/// The next piece of the stream; `None` ends it (the server is shutting down, or the agent's
+/// key no longer works).
 async fn next_chunk(
     subscription: &mut Subscription,
     heartbeat: &mut tokio::time::Interval,
+    holder: &Holder,
 ) -> Option<Bytes> {
-    if *subscription.closing.borrow() {
-        return None;
+    loop {
+        if *subscription.closing.borrow() {
+            return None;
+        }
+        let chunk = tokio::select! {
+            // In this order: an access change is acted on before a message published after it.
+            biased;
+            _ = subscription.closing.changed() => return None,
+            change = subscription.access.recv() => {
+                // Closed: the hub is gone with the server.
+                if matches!(change, Err(RecvError::Closed))
+                    || holder.concerned_by(&change) && !holder.key_still_works().await
+                {
+                    return None;
+                }
+                continue;
+            }
+            received = subscription.receiver.recv() => match received {
+                Ok(row) => {
+                    let message = Message::from(MessageRow::clone(&row));
+                    let json = serde_json::to_string(&message).unwrap_or_default();
+                    Bytes::from(format!("event: message\nid: {}\ndata: {json}\n\n", message.id))
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    Bytes::from(format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"))
+                }
+                // The publisher lives as long as the server; this is shutdown.
+                Err(RecvError::Closed) => Bytes::from_static(b": closing\n\n"),
+            },
+            _ = heartbeat.tick() => Bytes::from_static(b": heartbeat\n\n"),
+        };
+        return Some(chunk);
     }
-    let chunk = tokio::select! {
-        received = subscription.receiver.recv() => match received {
-            Ok(row) => {
-                let message = Message::from(MessageRow::clone(&row));
-                let json = serde_json::to_string(&message).unwrap_or_default();
-                Bytes::from(format!("event: message\nid: {}\ndata: {json}\n\n", message.id))
-            }
-            Err(RecvError::Lagged(missed)) => {
-                Bytes::from(format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"))
-            }
-            // The publisher lives as long as the server; this is shutdown.
-            Err(RecvError::Closed) => Bytes::from_static(b": closing\n\n"),
-        },
-        _ = heartbeat.tick() => Bytes::from_static(b": heartbeat\n\n"),
-        _ = subscription.closing.changed() => return None,
-    };
-    Some(chunk)
 }

@@ -2,6 +2,7 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod agent_lifecycle;
 mod agents;
 mod apply_token;
 mod browser;
