@@ -96,7 +96,10 @@ async fn accept(
     match checked.await {
         Ok((params, channel, cors)) => (issue(state, params, &channel).await, cors),
         Err(Refusal::ForbiddenOrigin) => (Err(Refusal::ForbiddenOrigin), Cors::default()),
-        Err(refusal) => (Err(refusal), Cors::for_refusal(req, &state.known_origins)),
+        Err(refusal) => {
+            let cors = Cors::for_refusal(req, state, &refusal).await;
+            (Err(refusal), cors)
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod agent_lifecycle;
 mod agents;
 mod apply_token;
 mod browser;
+mod channel_update;
 mod cli;
 mod database_faults;
 mod export;
