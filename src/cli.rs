@@ -205,12 +205,36 @@ pub enum ChannelCommand {
         #[arg(long, value_name = "TEXT")]
         prompt: Option<String>,
     },
-    /// List web channels.
+    /// List web channels with every setting.
     List,
     /// Disable a channel: its tokens stop working at once and applyToken is refused.
     Disable {
         /// Configuration ID.
         id: String,
+    },
+    /// Change a channel's settings; what is not named stays as it was. Every instance follows
+    /// at once (the form page, CORS, the next token's cookie).
+    Update {
+        /// Configuration ID.
+        id: String,
+        /// New name (1-200 characters).
+        #[arg(long)]
+        name: Option<String>,
+        /// New text above the visitor form; an empty text brings back the default.
+        #[arg(long, value_name = "TEXT")]
+        prompt: Option<String>,
+        /// A web origin whose pages may call the visitor interface; repeat for several. The
+        /// list given replaces the channel's list.
+        #[arg(long = "origin", value_name = "URL", conflicts_with = "no_origins")]
+        origins: Vec<String>,
+        /// Remove every origin: only the service's own pages and callers without an Origin
+        /// header remain.
+        #[arg(long)]
+        no_origins: bool,
+        /// true: the token cookie is SameSite=None; Secure (for sites embedding the interface
+        /// cross-site); false: SameSite=Lax.
+        #[arg(long, value_name = "true|false")]
+        cross_site: Option<bool>,
     },
 }
 
@@ -224,6 +248,26 @@ pub enum AgentCommand {
         /// May assign messages and act on messages assigned to others.
         #[arg(long)]
         admin: bool,
+    },
+    /// List agents: name, role, state, when created and last seen (never a key).
+    List,
+    /// Disable an agent: its key is refused at once on every instance, and the messages
+    /// assigned to it go back to pending.
+    Disable {
+        /// The agent's name.
+        name: String,
+    },
+    /// Enable a disabled agent with a new API key, printed alone on the last line; the key it
+    /// had before is never accepted again.
+    Enable {
+        /// The agent's name.
+        name: String,
+    },
+    /// Give an enabled agent a new API key, printed alone on the last line; the old key is
+    /// refused at once on every instance.
+    RotateKey {
+        /// The agent's name.
+        name: String,
     },
 }
 

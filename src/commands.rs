@@ -1,8 +1,10 @@
 //! The command-line commands other than the server itself.
 
-use crate::cli::{AgentCommand, ChannelCommand, Cli, Command};
-use crate::credentials::AgentKey;
-use crate::domain::{AgentName, ChannelId, PhoneNo, WebOrigin};
+mod agents;
+mod channels;
+
+use crate::cli::{Cli, Command};
+use crate::domain::PhoneNo;
 use crate::probe;
 use crate::settings::Settings;
 use crate::startup::Application;
@@ -48,78 +50,8 @@ async fn run_on(database: &Database, command: Command) -> anyhow::Result<()> {
         Command::Serve(_) | Command::Migrate | Command::Probe { .. } => {
             unreachable!("handled above")
         }
-        Command::Channel(ChannelCommand::Create {
-            name,
-            origins,
-            cross_site,
-            prompt,
-        }) => {
-            let name = name.trim();
-            if name.is_empty() || name.chars().count() > 200 {
-                anyhow::bail!("--name must be 1 to 200 characters");
-            }
-            let origins = origins
-                .iter()
-                .map(|o| WebOrigin::parse(o).map(WebOrigin::into_string))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("--{e}"))?;
-            let prompt = prompt.as_deref().map(str::trim).filter(|p| !p.is_empty());
-            let new = store::channels::NewChannel {
-                name,
-                origins: &origins,
-                cross_site,
-                prompt,
-            };
-            let id = store.create_channel(&new).await?;
-            println!("created web channel {name:?}");
-            println!("{id}");
-        }
-        Command::Channel(ChannelCommand::List) => {
-            let channels = store.channels().await?;
-            println!(
-                "{:<36}  {:<8}  {:<10}  NAME / ORIGINS",
-                "CONFIGURATION ID", "STATE", "COOKIE"
-            );
-            for c in channels {
-                let state = if c.enabled { "enabled" } else { "disabled" };
-                let cookie = if c.cross_site {
-                    "cross-site"
-                } else {
-                    "same-site"
-                };
-                let origins = if c.origins.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", c.origins.join(", "))
-                };
-                println!(
-                    "{:<36}  {state:<8}  {cookie:<10}  {}{origins}",
-                    c.id, c.name
-                );
-            }
-        }
-        Command::Channel(ChannelCommand::Disable { id }) => {
-            let id = ChannelId::parse(&id).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if !store.disable_channel(id).await? {
-                anyhow::bail!("no web channel has Configuration ID {id}");
-            }
-            println!("disabled web channel {id}: its tokens no longer work");
-        }
-        Command::Agent(AgentCommand::Create { name, admin }) => {
-            let name = AgentName::parse(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
-            let name = name.as_str();
-            let key = AgentKey::generate();
-            let new = store::agents::NewAgent {
-                name,
-                is_admin: admin,
-                key_id: key.id(),
-                key_hash: &key.secret_hash(),
-            };
-            store.create_agent(&new).await?;
-            let role = if admin { "admin" } else { "agent" };
-            println!("created {role} {name:?}; this API key is shown once, keep it safe:");
-            println!("{}", key.expose());
-        }
+        Command::Channel(command) => channels::run(&store, command).await?,
+        Command::Agent(command) => agents::run(&store, command).await?,
         Command::Purge { older_than } => {
             let n = store.purge_processed_older_than(older_than).await?;
             println!("deleted {n} processed message(s) older than {older_than} day(s)");

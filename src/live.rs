@@ -2,6 +2,11 @@
 //! instance's live-stream clients. [`Live`] is the hub the clients subscribe to; [`listen`]
 //! is the task that hears about new messages from the database and publishes them.
 //!
+//! The listener also hears when an agent's access changes (disabled, new key): [`Live`] passes
+//! the agent's name to the streams, which check their key again and end if it no longer works.
+//! After a lost connection, or when listening starts, every stream checks (`None`), since a
+//! change may have gone unheard.
+//!
 //! An instance listens only while it has stream clients. PostgreSQL wakes every listening
 //! session of the database at each commit that notifies; with nobody listening, storing a
 //! message wakes nobody (measured: a third more messages a second from one connection).
@@ -30,7 +35,15 @@ pub struct Live {
     /// Whether the listener is hearing about new messages now.
     listening: Arc<watch::Sender<bool>>,
     closing: Arc<watch::Sender<bool>>,
+    /// Agents whose access changed: `Some(name)`, or `None` for "any of them may have".
+    access: broadcast::Sender<AccessChange>,
 }
+
+/// An agent whose access changed, or `None`: any agent's may have.
+pub type AccessChange = Option<Arc<str>>;
+
+/// Access changes a stream may fall behind by before it checks its key anyway.
+const ACCESS_BACKLOG: usize = 64;
 
 impl Default for Live {
     fn default() -> Self {
@@ -41,6 +54,7 @@ impl Default for Live {
             arrived: Arc::default(),
             listening: Arc::new(watch::channel(false).0),
             closing: Arc::new(watch::channel(false).0),
+            access: broadcast::channel(ACCESS_BACKLOG).0,
         }
     }
 }
@@ -58,10 +72,17 @@ impl Live {
         self.arrived.notify_one();
         Some(Subscription {
             receiver: self.sender.subscribe(),
+            access: self.access.subscribe(),
             closing: self.closing.subscribe(),
             clients: self.clients.clone(),
             _slot: slot,
         })
+    }
+
+    /// Tells the streams that `agent`'s access changed (`None`: any agent's may have).
+    pub fn access_changed(&self, agent: Option<&str>) {
+        // No subscribers is fine: no stream to end.
+        let _ = self.access.send(agent.map(Arc::from));
     }
 
     /// Ends every stream: the server is shutting down and should not wait for them.
@@ -102,6 +123,8 @@ impl Live {
 /// One client's view of the events; dropping it (the client left) uncounts it.
 pub struct Subscription {
     pub receiver: broadcast::Receiver<Arc<MessageRow>>,
+    /// Agents whose access changed since the subscription began.
+    pub access: broadcast::Receiver<AccessChange>,
     /// Turns true when the server shuts down.
     pub closing: watch::Receiver<bool>,
     clients: Arc<AtomicUsize>,
@@ -142,6 +165,9 @@ pub async fn listen(store: Store, live: Live) {
                 continue;
             }
         };
+        // Changes made before the LISTEN began went unheard: every stream checks its key
+        // before any message is published to it.
+        live.access_changed(None);
         match last_id {
             Some(after) => catch_up(&store, &live, after, &mut last_id).await,
             // Where a replay after a lost connection would start.
@@ -150,6 +176,11 @@ pub async fn listen(store: Store, live: Live) {
         live.set_listening(true);
         loop {
             match new_messages.next().await {
+                Ok(Heard::AccessChanged(agents)) => {
+                    for agent in agents {
+                        live.access_changed(Some(&agent));
+                    }
+                }
                 Ok(Heard::Stored(ids)) => {
                     publish(&store, &live, ids, &mut last_id).await;
                     if live.clients() == 0 {
@@ -159,6 +190,7 @@ pub async fn listen(store: Store, live: Live) {
                 }
                 Ok(Heard::Reconnected) => {
                     tracing::warn!("live stream: connection lost and re-established");
+                    live.access_changed(None);
                     if let Some(after) = last_id {
                         catch_up(&store, &live, after, &mut last_id).await;
                     }

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use chrono::Utc;
 
 use super::brake::AuthBrake;
 use super::error::ApiError;
@@ -13,6 +14,7 @@ use crate::credentials::AgentKey;
 use crate::domain::AgentName;
 use crate::limits::RetryAfter;
 use crate::store::Store;
+use crate::store::agents::LAST_SEEN_PRECISION;
 use crate::store::queue::Actor;
 
 /// The agent making the call.
@@ -20,6 +22,9 @@ use crate::store::queue::Actor;
 pub struct Agent {
     pub name: AgentName,
     pub is_admin: bool,
+    /// The public id of the key it called with: work that outlives the call (a live stream,
+    /// an export) checks that this is still the agent's key.
+    pub key_id: String,
 }
 
 impl Agent {
@@ -74,7 +79,11 @@ fn too_many_failures(RetryAfter(retry_after): RetryAfter) -> ApiError {
     }
 }
 
-/// The agent whose key this is, or 401.
+/// The agent whose key this is, or 401. The database is asked on every call (nothing about
+/// valid keys is remembered), so a key disabled or replaced through any instance or the
+/// command line is refused from the next call on. Only ids that no agent's key has are
+/// remembered, and a new key (`agent create`, `rotate-key`, `enable`) always has a fresh
+/// random id.
 async fn authenticate(
     presented: Option<AgentKey>,
     store: Option<web::Data<Store>>,
@@ -87,12 +96,23 @@ async fn authenticate(
         return Err(ApiError::Unauthorized);
     }
     match store.agent_by_key_id(key.id()).await? {
-        Some(agent) if key.matches(&agent.key_hash) => Ok(Agent {
+        Some(agent) if agent.enabled && key.matches(&agent.key_hash) => {
             // Names were parsed when the agent was created; one that no longer
             // parses is refused rather than trusted.
-            name: AgentName::parse(&agent.name).map_err(|_| ApiError::Unauthorized)?,
-            is_admin: agent.is_admin,
-        }),
+            let name = AgentName::parse(&agent.name).map_err(|_| ApiError::Unauthorized)?;
+            let stale = agent
+                .last_seen_at
+                .is_none_or(|seen| Utc::now() - seen >= LAST_SEEN_PRECISION);
+            if stale {
+                store.note_agent_seen(agent.id);
+            }
+            Ok(Agent {
+                name,
+                is_admin: agent.is_admin,
+                key_id: key.id().to_owned(),
+            })
+        }
+        // A disabled agent's key id exists: it is not remembered as unknown.
         Some(_) => Err(ApiError::Unauthorized),
         None => {
             if let Some(brake) = brake {

@@ -6,7 +6,9 @@
 //! each page a short statement:
 //! an export of any size and any reading speed stays within the statement timeout and holds a
 //! pooled connection only while a page is read. A page that fails ends the download with an
-//! error (the connection is cut before the chunked body's end), never with a clean end.
+//! error (the connection is cut before the chunked body's end), never with a clean end; so
+//! does a page that would follow the agent's disabling or key change (checked before each page
+//! after the first).
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
@@ -47,6 +49,7 @@ pub async fn export(
     let slot = slots.take(&agent.name)?;
     let pages = Pages {
         _slot: slot,
+        agent,
         store: Store::clone(&store),
         filter: params.filter()?,
         after: None,
@@ -69,6 +72,7 @@ pub async fn export(
 /// slot it holds until it ends or its reader leaves.
 struct Pages {
     _slot: Slot,
+    agent: Agent,
     store: Store,
     filter: Filter,
     after: Option<Position>,
@@ -79,7 +83,7 @@ struct Pages {
 
 impl Pages {
     /// The next chunk of CSV (the header with the first page), or `None` after the last row.
-    async fn next_chunk(mut self) -> Result<Option<(Bytes, Pages)>, StoreError> {
+    async fn next_chunk(mut self) -> Result<Option<(Bytes, Pages)>, Cut> {
         if self.done {
             return Ok(None);
         }
@@ -87,6 +91,13 @@ impl Pages {
         if !self.header_sent {
             self.header_sent = true;
             chunk.extend_from_slice(&csv_line(&header(), self.cells));
+        } else if !self
+            .store
+            .agent_key_is_current(&self.agent.name, &self.agent.key_id)
+            .await?
+        {
+            tracing::info!("CSV export cut off: the agent's key no longer works");
+            return Err(Cut::KeyRevoked);
         }
         let page = self
             .store
@@ -105,6 +116,15 @@ impl Pages {
         }
         Ok(Some((Bytes::from(chunk), self)))
     }
+}
+
+/// Why an export ended before its last row.
+#[derive(Debug, thiserror::Error)]
+enum Cut {
+    #[error("the export's database read failed")]
+    Database(#[from] StoreError),
+    #[error("the agent was disabled or its key replaced")]
+    KeyRevoked,
 }
 
 /// Exports running at once on this instance: each holds a database connection while it reads

@@ -166,11 +166,20 @@ async fn assign_to(
         ApiError::BadRequest("agent is required: the name of the agent to assign to".to_owned())
     })?;
     let to = AgentName::parse(to)?;
-    if !store.agent_exists(&to).await? {
-        return Err(ApiError::BadRequest(format!(
-            "no agent is named {:?}",
-            to.as_str()
-        )));
+    match store.agent_enabled(&to).await? {
+        Some(true) => {}
+        Some(false) => {
+            return Err(ApiError::BadRequest(format!(
+                "agent {:?} is disabled",
+                to.as_str()
+            )));
+        }
+        None => {
+            return Err(ApiError::BadRequest(format!(
+                "no agent is named {:?}",
+                to.as_str()
+            )));
+        }
     }
     let change = store.assign(id, &agent.name, &to).await?;
     changed(

@@ -11,6 +11,10 @@
 //! before; and the live part skips exactly the ids the replay sent, so a late commit that
 //! the replay could not yet see still arrives. What it cannot see is a lower id committing
 //! after the client left but before it came back: that message is in the list, not replayed.
+//!
+//! A stream outlives the call that opened it, so its key is checked again whenever the
+//! agent's access may have changed (see `live`): a stream of an agent that was disabled, or
+//! whose key was replaced, ends before another message reaches it, on every instance.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -23,7 +27,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::auth::Agent;
 use super::error::{ApiError, ApiErrorBody};
 use super::message::Message;
-use crate::live::{Live, Subscription};
+use crate::live::{AccessChange, Live, Subscription};
 use crate::store::{MessageRow, Store};
 
 /// A comment line this often keeps idle connections open through proxies, and lets the
@@ -82,7 +86,17 @@ pub async fn stream(
     // The instance listens for new messages only while someone watches: "connected" is said
     // once messages stored from now on are sure to arrive.
     live.wait_until_listening(LISTEN_PATIENCE).await;
+    // From here on a change of the agent's access is heard; one made since the key was
+    // checked may not have been.
+    let holder = Holder {
+        store: Store::clone(&store),
+        agent,
+    };
+    if !holder.key_still_works().await {
+        return Err(ApiError::Unauthorized);
+    }
     let feed = Feed {
+        holder,
         store: Store::clone(&store),
         resume: Some(resume),
         subscription,
@@ -144,6 +158,7 @@ impl Resume {
 
 /// One client's stream: first what it missed, then the live messages.
 struct Feed {
+    holder: Holder,
     store: Store,
     /// Taken by the first chunk, which replays.
     resume: Option<Resume>,
@@ -156,7 +171,8 @@ struct Feed {
 }
 
 impl Feed {
-    /// The next piece of the stream; `None` ends it (the server is shutting down).
+    /// The next piece of the stream; `None` ends it (the server is shutting down, or the
+    /// agent's key no longer works).
     async fn next_chunk(&mut self) -> Option<Bytes> {
         if *self.subscription.closing.borrow() {
             return None;
@@ -169,6 +185,19 @@ impl Feed {
         }
         loop {
             let chunk = tokio::select! {
+                // In this order: an access change is acted on before a message published
+                // after it.
+                biased;
+                _ = self.subscription.closing.changed() => return None,
+                change = self.subscription.access.recv() => {
+                    // Closed: the hub is gone with the server.
+                    if matches!(change, Err(RecvError::Closed))
+                        || self.holder.concerned_by(&change) && !self.holder.key_still_works().await
+                    {
+                        return None;
+                    }
+                    continue;
+                }
                 received = self.subscription.receiver.recv() => match received {
                     Ok(row) if self.replayed.binary_search(&row.id).is_ok() => continue,
                     Ok(row) => self.message_event(MessageRow::clone(&row)),
@@ -179,7 +208,6 @@ impl Feed {
                     Err(RecvError::Closed) => Bytes::from_static(b": closing\n\n"),
                 },
                 _ = self.heartbeat.tick() => Bytes::from_static(b": heartbeat\n\n"),
-                _ = self.subscription.closing.changed() => return None,
             };
             return Some(chunk);
         }
@@ -189,6 +217,37 @@ impl Feed {
         let position = self.position.map_or(row.id, |p| p.max(row.id));
         self.position = Some(position);
         Bytes::from(message_event(&row, position))
+    }
+}
+
+/// The agent a stream is for, and what tells whether its key still works.
+struct Holder {
+    store: Store,
+    agent: Agent,
+}
+
+impl Holder {
+    /// Whether the key the stream was opened with is still the agent's, and the agent enabled.
+    /// When the database cannot say, the stream ends (the client reconnects, and its key is
+    /// checked then).
+    async fn key_still_works(&self) -> bool {
+        let current = self
+            .store
+            .agent_key_is_current(&self.agent.name, &self.agent.key_id)
+            .await;
+        current.unwrap_or_else(|e| {
+            tracing::warn!(error = ?e, "live stream: could not check the agent's key; ending it");
+            false
+        })
+    }
+
+    /// Whether an access change (or missed changes) may concern this stream's agent.
+    fn concerned_by(&self, change: &Result<AccessChange, RecvError>) -> bool {
+        match change {
+            Ok(Some(name)) => **name == *self.agent.name.as_str(),
+            Ok(None) | Err(RecvError::Lagged(_)) => true,
+            Err(RecvError::Closed) => false,
+        }
     }
 }
 

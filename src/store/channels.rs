@@ -47,6 +47,16 @@ pub struct NewChannel<'a> {
     pub prompt: Option<&'a str>,
 }
 
+/// A change of a channel's settings: `None` leaves a setting as it is.
+#[derive(Debug, Default)]
+pub struct ChannelUpdate<'a> {
+    pub name: Option<&'a str>,
+    /// `Some(None)` brings back the default prompt.
+    pub prompt: Option<Option<&'a str>>,
+    pub origins: Option<&'a [String]>,
+    pub cross_site: Option<bool>,
+}
+
 impl Store {
     pub async fn create_channel(&self, new: &NewChannel<'_>) -> Result<ChannelId, StoreError> {
         let id = ChannelId::new_random();
@@ -102,6 +112,36 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Changes a channel's settings; returns it as it is now, or `None` if there is no such
+    /// channel. Nothing keeps channel settings in memory for long: the form page and applyToken
+    /// read the channel per request, and doLeaveMessage reads a cross-origin caller's token and
+    /// channel afresh, so every instance follows at once.
+    pub async fn update_channel(
+        &self,
+        id: ChannelId,
+        change: &ChannelUpdate<'_>,
+    ) -> Result<Option<Channel>, StoreError> {
+        let row = sqlx::query_as!(
+            ChannelRow,
+            "UPDATE web_channel
+             SET name = coalesce($2, name),
+                 prompt = CASE WHEN $3 THEN $4 ELSE prompt END,
+                 origins = coalesce($5, origins),
+                 cross_site = coalesce($6, cross_site)
+             WHERE id = $1
+             RETURNING id, name, origins, cross_site, prompt, enabled, created_at",
+            id.as_uuid(),
+            change.name,
+            change.prompt.is_some(),
+            change.prompt.flatten(),
+            change.origins,
+            change.cross_site,
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(Channel::from))
     }
 
     /// Every origin some enabled channel lists.

@@ -55,6 +55,23 @@ impl Store {
         }
     }
 
+    /// Starts `work` on the store's runtime without waiting for it, within the same deadline:
+    /// bookkeeping a request need not wait for. A failure is only logged, as `what`.
+    pub(super) fn run_detached<F, Fut>(&self, what: &'static str, work: F)
+    where
+        F: FnOnce(PgPool) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), sqlx::Error>> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        self.runtime.spawn(async move {
+            match within_deadline(work(pool)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "{what} failed"),
+                Err(e) => tracing::warn!(error = %e, "{what} failed"),
+            }
+        });
+    }
+
     /// [`Store::run`] for work that is safe to run twice: when its connection turns out to be
     /// broken, the idle connections are set aside and `work` runs once more, within the same
     /// deadline.

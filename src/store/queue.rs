@@ -2,6 +2,11 @@
 //! statement that updates the row only from the status it may leave, and records the change in
 //! `leave_message_event`. `None` from a change means it did not apply (or there is no such
 //! message): the caller reads the message to say which.
+//!
+//! A change that gives a message to an agent (claim-next, claim, assign) applies only while
+//! that agent is enabled, and locks the agent's row for share to make sure: disabling an agent
+//! (`store::agents`) waits for such changes under way, then releases what they assigned, and
+//! any later one finds the agent disabled. No message stays assigned to a disabled agent.
 
 use super::{MessageRow, Store, StoreError};
 use crate::domain::{AgentName, ChannelId, MessageId, Note, Outcome};
@@ -25,9 +30,12 @@ impl Store {
         let agent = agent.as_str().to_owned();
         self.run(move |pool| async move {
             query_message!(
-                "WITH next AS (
+                "WITH assignee AS (
+             SELECT name FROM agent WHERE name = $1 AND enabled FOR SHARE
+         ), next AS (
              SELECT id FROM leave_message
              WHERE status = 'pending' AND ($2::uuid IS NULL OR channel_id = $2)
+               AND EXISTS (SELECT FROM assignee)
              ORDER BY received_at, id
              LIMIT 1
              FOR UPDATE SKIP LOCKED
@@ -61,11 +69,14 @@ impl Store {
         let agent = agent.as_str().to_owned();
         self.run(move |pool| async move {
             query_message!(
-                "WITH changed AS (
-             UPDATE leave_message
-             SET status = 'assigned', assigned_to = $2, assigned_at = now()
-             WHERE id = $1 AND status = 'pending'
-             RETURNING *
+                "WITH assignee AS (
+             SELECT name FROM agent WHERE name = $2 AND enabled FOR SHARE
+         ), changed AS (
+             UPDATE leave_message m
+             SET status = 'assigned', assigned_to = assignee.name, assigned_at = now()
+             FROM assignee
+             WHERE m.id = $1 AND m.status = 'pending'
+             RETURNING m.*
          ), logged AS (
              INSERT INTO leave_message_event (message_id, agent, action, from_status, to_status, assigned_to)
              SELECT id, $2, 'claim', 'pending', 'assigned', $2 FROM changed
@@ -92,9 +103,11 @@ impl Store {
         let (by_agent, to_agent) = (by_agent.as_str().to_owned(), to_agent.as_str().to_owned());
         self.run(move |pool| async move {
             query_message!(
-                "WITH before AS (
+                "WITH assignee AS (
+             SELECT name FROM agent WHERE name = $3 AND enabled FOR SHARE
+         ), before AS (
              SELECT id, status FROM leave_message
-             WHERE id = $1 AND status IN ('pending', 'assigned')
+             WHERE id = $1 AND status IN ('pending', 'assigned') AND EXISTS (SELECT FROM assignee)
              FOR UPDATE
          ), changed AS (
              UPDATE leave_message m

@@ -96,10 +96,10 @@ async fn accept(
     match checked.await {
         Ok((params, channel, cors)) => (issue(state, params, &channel).await, cors),
         Err(Refusal::ForbiddenOrigin) => (Err(Refusal::ForbiddenOrigin), Cors::default()),
-        Err(refusal) => (
-            Err(refusal),
-            Cors::for_refusal(req, &state.known_origins, state.own_origin.as_ref()),
-        ),
+        Err(refusal) => {
+            let cors = Cors::for_refusal(req, state, &refusal).await;
+            (Err(refusal), cors)
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use actix_web::http::header;
 use chrono::Utc;
 
 use super::refusal::Refusal;
-use super::{TOKEN_NAME, VisitorState, request};
+use super::{TOKEN_NAME, VisitorState, cors, request};
 use crate::counters::{self, DbOperation};
 use crate::credentials::{TokenError, VerifiedToken};
 use crate::store::StoreError;
@@ -40,7 +40,9 @@ pub struct Authenticated {
 /// (cookies of other paths, the header): the first that is its visitor's current token wins,
 /// so a replaced token in a cookie does not hide a current one in the header. Among several,
 /// only the database can say which is current (this instance's memory may still hold one that
-/// was replaced), so memory is used only for a lone token.
+/// was replaced), so memory is used only for a lone token. Nor is it used for a page on another
+/// site: whether its origin may call is decided by the channel's origins as they are now (a
+/// `channel update` through any instance or the command line), which memory may not hold.
 pub async fn authenticate(
     req: &HttpRequest,
     state: &VisitorState,
@@ -48,7 +50,7 @@ pub async fn authenticate(
     let tokens = verified_tokens(req, state)?;
     let client_ip = request::client_ip(req, &state.trusted_proxies);
     state.limit_ip(client_ip)?;
-    let memory = tokens.len() == 1;
+    let memory = tokens.len() == 1 && !cors::from_another_site(req, state.own_origin.as_ref());
     for token in tokens {
         if let Some((holder, remembered)) = holder(state, &token, memory).await? {
             return Ok(Authenticated {

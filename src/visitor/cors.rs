@@ -1,12 +1,18 @@
 //! Browsers on other sites (CONTRACT §2.1a): which origins may call a channel, the CORS
 //! allowance an answer carries, and the preflight.
 //!
+//! Which origins a channel lists is read from the database whenever it decides something: the
+//! preflight asks it, applyToken reads the channel, and doLeaveMessage reads a cross-origin
+//! caller's token and channel afresh (see `authenticate`). A channel updated through any
+//! instance or the command line is followed at once.
+//!
 //! Every answer to an allowed origin carries the CORS headers, refusals included, so that a
 //! page on another site can read why (an expired token, a rate limit, the database down) and
 //! act on it. When the refusal comes before the channel is known (no valid token yet, the
-//! per-IP limit, the database unreachable), the origin is looked up in [`KnownOrigins`]: the
-//! origins enabled channels listed when last read, kept in memory so that refusing never costs
-//! a database query.
+//! per-IP limit, the database unreachable), the database is asked whether an enabled channel
+//! lists the origin, as a preflight does; except for a rate limit or an unreachable database,
+//! where a query would add load or wait in vain: then [`KnownOrigins`] answers, the origins
+//! enabled channels listed when last read (at most a minute ago).
 
 use std::collections::HashSet;
 use std::sync::RwLock;
@@ -43,19 +49,38 @@ impl Cors {
         })
     }
 
-    /// The allowance for a refusal sent before the request's channel is known: for an origin
-    /// that some enabled channel lists (as far as this instance knows), or the service's own.
-    pub fn for_refusal(req: &HttpRequest, known: &KnownOrigins, own: Option<&WebOrigin>) -> Cors {
+    /// The allowance for `refusal`, sent before the request's channel is known: for the
+    /// service's own pages, or an origin that some enabled channel lists.
+    pub async fn for_refusal(req: &HttpRequest, state: &VisitorState, refusal: &Refusal) -> Cors {
         let Some(origin) = origin(req) else {
             return Cors::default();
         };
-        let listed = normalized_origin(origin).is_some_and(|o| known.contains(o.as_str()));
-        if !listed && !origin_allowed(req, Some(origin), &[], own) {
-            return Cors::default();
-        }
-        Cors {
+        let allowed = Cors {
             allowed_origin: Some(origin.to_owned()),
+        };
+        if origin_allowed(req, Some(origin), &[], state.own_origin.as_ref()) {
+            return allowed;
         }
+        let Some(normalized) = normalized_origin(origin) else {
+            return Cors::default();
+        };
+        let known = &state.known_origins;
+        let listed = match refusal {
+            Refusal::RateLimited { .. } | Refusal::Unavailable => {
+                known.contains(normalized.as_str())
+            }
+            _ => match state.store.origin_is_registered(normalized.clone()).await {
+                Ok(listed) => {
+                    known.learn(normalized.as_str(), listed);
+                    listed
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, "origin lookup for a refusal failed");
+                    known.contains(normalized.as_str())
+                }
+            },
+        };
+        if listed { allowed } else { Cors::default() }
     }
 
     /// Adds the headers to an answer being built (the last step of rendering it).
@@ -70,7 +95,8 @@ impl Cors {
 }
 
 /// Origins that enabled channels list, as this instance last read them: refreshed by the
-/// visitor interface's housekeeping, and added to whenever a channel is read.
+/// visitor interface's housekeeping, and corrected whenever a channel is read or the database
+/// is asked about an origin. Used only where asking the database is unwise (see the module).
 #[derive(Default)]
 pub struct KnownOrigins {
     origins: RwLock<HashSet<String>>,
@@ -102,6 +128,18 @@ impl KnownOrigins {
         known.extend(origins.iter().cloned());
     }
 
+    /// Records what the database just said about one origin.
+    pub fn learn(&self, origin: &str, listed: bool) {
+        if listed {
+            self.add(&[origin.to_owned()]);
+        } else if self.contains(origin) {
+            self.origins
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(origin);
+        }
+    }
+
     /// Replaces what is known with every origin enabled channels list now.
     pub fn replace(&self, origins: Vec<String>) {
         let fresh: HashSet<String> = origins.into_iter().take(MAX_KNOWN_ORIGINS).collect();
@@ -110,6 +148,12 @@ impl KnownOrigins {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
     }
+}
+
+/// Whether the request comes from a page on another site: it has an `Origin` that is not the
+/// service's own. Only such a request depends on which origins its channel lists.
+pub fn from_another_site(req: &HttpRequest, own: Option<&WebOrigin>) -> bool {
+    origin(req).is_some_and(|o| !origin_allowed(req, Some(o), &[], own))
 }
 
 /// The request's `Origin`, if a browser sent one.
@@ -159,7 +203,11 @@ pub async fn preflight(req: HttpRequest, state: web::Data<VisitorState>) -> Http
     let Some(normalized) = normalized_origin(origin) else {
         return forbidden();
     };
-    match state.store.origin_is_registered(normalized).await {
+    let registered = state.store.origin_is_registered(normalized.clone()).await;
+    if let Ok(listed) = registered {
+        state.known_origins.learn(normalized.as_str(), listed);
+    }
+    match registered {
         Ok(true) => {
             let mut builder = HttpResponse::NoContent();
             let allowance = Cors {

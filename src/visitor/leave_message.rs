@@ -88,7 +88,7 @@ pub async fn leave_message(
     let caller = match authenticate(&req, &state).await {
         Ok(caller) => caller,
         Err(refusal) => {
-            let cors = Cors::for_refusal(&req, &state.known_origins, state.own_origin.as_ref());
+            let cors = Cors::for_refusal(&req, &state, &refusal).await;
             return vendor_reply::leave_message(Err(refusal), cors);
         }
     };

@@ -4,7 +4,9 @@
 //! through another instance, or its channel disabled): the write re-checks the token in its own
 //! statement, and any other refusal is only sent after asking the database (see
 //! visitor::leave_message), so a stale entry never lets a message be stored nor changes an
-//! answer.
+//! answer. The channel's origins held here may be stale too (`channel update`): they are not
+//! used for a call from another site, which is always read afresh (see
+//! visitor::authenticate), and no other call depends on them.
 
 use std::collections::HashMap;
 use std::sync::RwLock;

@@ -711,3 +711,25 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the `leavemsg` binary with `args` on `database_url`, in an empty folder (no `.env`)
+/// and with nothing else inherited that names a database.
+pub fn run_leavemsg(database_url: &str, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    std::process::Command::new(BIN)
+        .args(args)
+        .current_dir(dir.path())
+        .env("DATABASE_URL", database_url)
+        .env("LEAVEMSG_LOG_FORMAT", "text")
+        .output()
+        .expect("run leavemsg")
+}
+
+/// A fresh database with every migration applied; returns its URL.
+pub async fn fresh_migrated_database() -> String {
+    let url = fresh_database().await;
+    let pool = PgPool::connect(&url).await.expect("connect");
+    leavemsg::store::migrate(&pool).await.expect("migrate");
+    pool.close().await;
+    url
+}

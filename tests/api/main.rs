@@ -2,9 +2,11 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod agent_lifecycle;
 mod agents;
 mod apply_token;
 mod browser;
+mod channel_update;
 mod cli;
 mod database_faults;
 mod database_tls;

@@ -1,0 +1,137 @@
+//! `leavemsg channel …`: web channel configurations.
+
+use anyhow::bail;
+
+use crate::cli::ChannelCommand;
+use crate::domain::{ChannelId, WebOrigin};
+use crate::store::Store;
+use crate::store::channels::{Channel, ChannelUpdate, NewChannel};
+
+pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
+    match command {
+        ChannelCommand::Create {
+            name,
+            origins,
+            cross_site,
+            prompt,
+        } => {
+            let name = channel_name(&name)?;
+            let origins = web_origins(&origins)?;
+            let new = NewChannel {
+                name,
+                origins: &origins,
+                cross_site,
+                prompt: prompt.as_deref().and_then(non_blank),
+            };
+            let id = store.create_channel(&new).await?;
+            println!("created web channel {name:?}");
+            println!("{id}");
+        }
+        ChannelCommand::List => {
+            let channels = store.channels().await?;
+            println!(
+                "{:<36}  {:<8}  {:<10}  NAME / ORIGINS / PROMPT",
+                "CONFIGURATION ID", "STATE", "COOKIE"
+            );
+            for c in channels {
+                print_channel(&c);
+            }
+        }
+        ChannelCommand::Disable { id } => {
+            let id = configuration_id(&id)?;
+            if !store.disable_channel(id).await? {
+                bail!("no web channel has Configuration ID {id}");
+            }
+            println!("disabled web channel {id}: its tokens no longer work");
+        }
+        ChannelCommand::Update {
+            id,
+            name,
+            prompt,
+            origins,
+            no_origins,
+            cross_site,
+        } => {
+            let id = configuration_id(&id)?;
+            let name = name.as_deref().map(channel_name).transpose()?;
+            let origins = match (no_origins, origins.is_empty()) {
+                (true, _) => Some(Vec::new()),
+                (false, false) => Some(web_origins(&origins)?),
+                (false, true) => None,
+            };
+            let change = ChannelUpdate {
+                name,
+                prompt: prompt.as_deref().map(non_blank),
+                origins: origins.as_deref(),
+                cross_site,
+            };
+            if change.name.is_none()
+                && change.prompt.is_none()
+                && change.origins.is_none()
+                && change.cross_site.is_none()
+            {
+                bail!(
+                    "nothing to change: give at least one of --name, --prompt, --origin, \
+                     --no-origins, --cross-site"
+                );
+            }
+            let Some(channel) = store.update_channel(id, &change).await? else {
+                bail!("no web channel has Configuration ID {id}");
+            };
+            println!("updated web channel {id}; every instance uses its new settings now:");
+            print_channel(&channel);
+        }
+    }
+    Ok(())
+}
+
+fn configuration_id(id: &str) -> anyhow::Result<ChannelId> {
+    ChannelId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A channel's name, trimmed: 1 to 200 characters.
+fn channel_name(name: &str) -> anyhow::Result<&str> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        bail!("--name must be 1 to 200 characters");
+    }
+    Ok(name)
+}
+
+/// Origins as channels store them (lower-case scheme and host, no default port, no slash).
+fn web_origins(origins: &[String]) -> anyhow::Result<Vec<String>> {
+    origins
+        .iter()
+        .map(|o| WebOrigin::parse(o).map(WebOrigin::into_string))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--{e}"))
+}
+
+/// A prompt, trimmed; `None` when blank (the default prompt).
+fn non_blank(text: &str) -> Option<&str> {
+    Some(text.trim()).filter(|t| !t.is_empty())
+}
+
+/// One channel: its id, state and cookie, then its name and origins; its prompt on a line of
+/// its own (quoted, so that line breaks and control characters show as escapes).
+fn print_channel(c: &Channel) {
+    let state = if c.enabled { "enabled" } else { "disabled" };
+    let cookie = if c.cross_site {
+        "cross-site"
+    } else {
+        "same-site"
+    };
+    let origins = if c.origins.is_empty() {
+        " (no origins)".to_owned()
+    } else {
+        format!(" ({})", c.origins.join(", "))
+    };
+    println!(
+        "{:<36}  {state:<8}  {cookie:<10}  {}{origins}",
+        c.id, c.name
+    );
+    match &c.prompt {
+        Some(prompt) => println!("{:<62}prompt: {prompt:?}", ""),
+        None => println!("{:<62}prompt: (default)", ""),
+    }
+}
