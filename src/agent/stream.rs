@@ -10,7 +10,11 @@
 //! message's own id unless a lower one committed late), so a resume never repeats what came
 //! before; and the live part skips exactly the ids the replay sent, so a late commit that
 //! the replay could not yet see still arrives. What it cannot see is a lower id committing
-//! after the client left but before it came back: that message is in the list, not replayed.
+//! after the client left but before (or just as) it came back: that message is in the list,
+//! not replayed. For the same reason the live part of a resumed stream skips ids up to the
+//! client's resume point: such a message was sent on the client's earlier connection, and
+//! its broadcast can reach this one too when the instance publishes it after the client
+//! reconnected (publishing trails the commit by a read).
 //!
 //! A stream outlives the call that opened it, so its key is checked again whenever the
 //! agent's access may have changed (see `live`): a stream of an agent that was disabled, or
@@ -102,6 +106,7 @@ pub async fn stream(
         subscription,
         heartbeat: tokio::time::interval(HEARTBEAT),
         replayed: Vec::new(),
+        seen_through: None,
         position: None,
     };
     // First chunk, at once: how long browsers wait before reconnecting.
@@ -166,6 +171,9 @@ struct Feed {
     heartbeat: tokio::time::Interval,
     /// Ids the replay sent, ascending: their live copies are not sent again.
     replayed: Vec<i64>,
+    /// The resume point, when the client gave one: live copies of messages up to it were
+    /// seen on an earlier connection (their broadcast may come after this one subscribed).
+    seen_through: Option<i64>,
     /// The highest message id sent, which the client will name when it reconnects.
     position: Option<i64>,
 }
@@ -180,6 +188,7 @@ impl Feed {
         if let Some(resume) = self.resume.take() {
             let opening = catch_up(&self.store, resume).await;
             self.replayed = opening.replayed;
+            self.seen_through = opening.seen_through;
             self.position = opening.position;
             return Some(opening.chunk);
         }
@@ -200,6 +209,7 @@ impl Feed {
                 }
                 received = self.subscription.receiver.recv() => match received {
                     Ok(row) if self.replayed.binary_search(&row.id).is_ok() => continue,
+                    Ok(row) if self.seen_through.is_some_and(|s| row.id <= s) => continue,
                     Ok(row) => self.message_event(MessageRow::clone(&row)),
                     Err(RecvError::Lagged(missed)) => {
                         Bytes::from(format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"))
@@ -267,6 +277,7 @@ struct Opening {
     /// The replayed messages (or a reset), then the position and `: connected`.
     chunk: Bytes,
     replayed: Vec<i64>,
+    seen_through: Option<i64>,
     position: Option<i64>,
 }
 
@@ -292,6 +303,11 @@ async fn catch_up(store: &Store, resume: Resume) -> Opening {
     };
     let mut text = String::new();
     let mut replayed = Vec::new();
+    // An id from the future names nothing this database holds: nothing below it is skipped.
+    let seen_through = match resume {
+        Resume::After(after) => newest.map(|n| after.min(n)),
+        Resume::Fresh | Resume::Unknown => None,
+    };
     match resume {
         Resume::Fresh => {}
         Resume::Unknown => text.push_str(&reset_event("unknown_position")),
@@ -326,6 +342,7 @@ async fn catch_up(store: &Store, resume: Resume) -> Opening {
     Opening {
         chunk: Bytes::from(text),
         replayed,
+        seen_through,
         position,
     }
 }

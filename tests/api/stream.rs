@@ -237,41 +237,56 @@ async fn a_client_that_reconnects_with_its_last_id_gets_what_it_missed_then_live
 
 #[tokio::test]
 async fn reconnecting_while_messages_keep_arriving_loses_none_and_repeats_none() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     let app = spawn_app().await;
     let key = app.create_agent("alice", false).await;
     let channel = app.create_channel().await;
     let first = app.insert_messages(&channel, 1).await;
     const TOTAL: usize = 300;
-    // One statement per message, as fast as they go, while the client keeps reconnecting:
-    // some land between the subscription and the replay's read, and arrive both ways.
+    const PER_CONNECTION: usize = 30;
+    // The writer stores each connection's share, one statement per message, as fast as they
+    // go, starting as the client connects: some land between the stream's subscription and
+    // its replay's read, and arrive both ways. It waits for the client's next connection
+    // before the next share, so the client reconnects TOTAL / PER_CONNECTION times however
+    // fast either side runs.
+    let connections = Arc::new(AtomicUsize::new(0));
     let writer = {
         let pool = app.pool.clone();
         let channel = channel.clone();
+        let connections = connections.clone();
         tokio::spawn(async move {
             let mut ids = Vec::new();
-            for _ in 0..TOTAL {
-                ids.extend(insert_messages(&pool, &channel, 1).await);
+            for share in 1..=TOTAL / PER_CONNECTION {
+                let connected = wait_until(ARRIVAL, || {
+                    let connections = connections.clone();
+                    async move { connections.load(Ordering::SeqCst) >= share }
+                })
+                .await;
+                assert!(connected, "the client did not come back for share {share}");
+                for _ in 0..PER_CONNECTION {
+                    ids.extend(insert_messages(&pool, &channel, 1).await);
+                }
             }
             ids
         })
     };
     let mut received: Vec<i64> = Vec::new();
     let mut last = first[0].to_string();
-    let mut connections = 0;
     while received.len() < TOTAL {
-        connections += 1;
-        assert!(connections < 1000, "no progress: {received:?}");
         // A stream's place is freed once the server notices its client left.
         assert!(wait_until(ARRIVAL, || async { app.live.clients() < 8 }).await);
+        let connection = connections.fetch_add(1, Ordering::SeqCst) + 1;
         let mut reader = EventReader::resume(&app, &key, last.as_bytes()).await;
         reader.wait_connected().await;
-        // A few more, then leave.
-        let want = reader.messages().len() + 7;
+        // This connection's share (replayed or live), then leave.
+        let target = (connection * PER_CONNECTION).min(TOTAL);
         let arrived = reader
-            .wait_for_messages(want.min(TOTAL - received.len()), ARRIVAL)
+            .wait_for_messages(target - received.len(), ARRIVAL)
             .await;
         assert!(
-            arrived || received.len() + reader.messages().len() >= TOTAL,
+            arrived,
             "stalled after {} messages: {}",
             received.len(),
             reader.text
@@ -291,7 +306,7 @@ async fn reconnecting_while_messages_keep_arriving_loses_none_and_repeats_none()
     }
     let stored = writer.await.unwrap();
     assert_eq!(received, stored, "every message once, in order");
-    assert!(connections > 10, "only {connections} connections");
+    assert_eq!(connections.load(Ordering::SeqCst), TOTAL / PER_CONNECTION);
 }
 
 #[tokio::test]
