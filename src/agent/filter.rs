@@ -33,6 +33,14 @@ pub struct ListParams {
     /// receivedAt before this RFC 3339 time.
     #[param(format = DateTime)]
     to: Option<String>,
+    /// `true`: only pending messages that are due now (dueAt not in the future); `false`:
+    /// every other message.
+    #[param(value_type = Option<bool>)]
+    due: Option<String>,
+    /// `true`: only messages that are overdue (not processed, overdueAt passed); `false`:
+    /// every other message.
+    #[param(value_type = Option<bool>)]
+    overdue: Option<String>,
     /// Page size, 1-500 (default 50); not used by the export.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
@@ -54,6 +62,8 @@ impl ListParams {
             agent: parse(&self.agent, AgentName::parse)?,
             from: parse(&self.from, |t| parse_time("from", t))?,
             to: parse(&self.to, |t| parse_time("to", t))?,
+            due: parse(&self.due, |b| parse_bool("due", b))?,
+            overdue: parse(&self.overdue, |b| parse_bool("overdue", b))?,
         })
     }
 
@@ -75,11 +85,7 @@ impl ListParams {
 
     /// Whether the export writes texts exactly as stored.
     pub fn raw(&self) -> Result<bool, ApiError> {
-        match given(&self.raw) {
-            None | Some("false") => Ok(false),
-            Some("true") => Ok(true),
-            Some(_) => Err(ApiError::BadRequest("raw must be true or false".to_owned())),
-        }
+        Ok(parse(&self.raw, |b| parse_bool("raw", b))?.unwrap_or(false))
     }
 
     /// Where the page starts: after the previous page's last message.
@@ -91,6 +97,11 @@ impl ListParams {
             }),
         }
     }
+}
+
+/// A `channelId` parameter (claim-next, the queue counts); empty counts as absent.
+pub fn channel_param(value: &Option<String>) -> Result<Option<ChannelId>, ApiError> {
+    parse(value, ChannelId::parse)
 }
 
 /// A parameter's value, trimmed; empty counts as absent.
@@ -106,6 +117,14 @@ fn parse<T>(
         .map(parser)
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+fn parse_bool(field: &str, raw: &str) -> Result<bool, FieldError> {
+    match raw {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(FieldError::new(field, "must be true or false")),
+    }
 }
 
 fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, FieldError> {

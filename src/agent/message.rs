@@ -27,6 +27,21 @@ pub struct Message {
     pub processed_at: Option<DateTime<Utc>>,
     pub outcome: Option<String>,
     pub note: Option<String>,
+    /// The earliest time the visitor asked to be called ("do not call me before"), if given.
+    pub callback_after: Option<DateTime<Utc>>,
+    /// When the message should next be called: receivedAt, or callbackAfter when later; after
+    /// an unsuccessful attempt, that attempt's time + the channel's retry minutes.
+    pub due_at: DateTime<Utc>,
+    /// dueAt + the channel's service level (SLA minutes).
+    pub overdue_at: DateTime<Utc>,
+    /// Not processed, and overdueAt has passed.
+    pub overdue: bool,
+    /// Call attempts recorded so far.
+    #[schema(minimum = 0, maximum = 10)]
+    pub attempts: i16,
+    /// The channel's maximum number of attempts.
+    #[schema(minimum = 1, maximum = 10)]
+    pub max_attempts: i16,
 }
 
 impl From<MessageRow> for Message {
@@ -47,6 +62,12 @@ impl From<MessageRow> for Message {
             processed_at: row.processed_at,
             outcome: row.outcome,
             note: row.note,
+            callback_after: row.callback_after,
+            due_at: row.due_at,
+            overdue_at: row.overdue_at,
+            overdue: row.overdue,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
         }
     }
 }

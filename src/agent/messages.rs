@@ -8,9 +8,9 @@ use super::auth::{Admin, Agent};
 use super::body::TimedJson;
 use super::cursor;
 use super::error::{ApiError, ApiErrorBody};
-use super::filter::ListParams;
+use super::filter::{ListParams, channel_param};
 use super::message::Message;
-use crate::domain::{AgentName, ChannelId, MessageId, Note, Outcome};
+use crate::domain::{AgentName, AttemptResult, MessageId, Note, Outcome};
 use crate::store::listing::Position;
 use crate::store::{MessageRow, Store};
 
@@ -73,11 +73,12 @@ pub struct ClaimNextParams {
     channel_id: Option<String>,
 }
 
-/// Assign the oldest pending message to the caller; 204 when there is none.
+/// Assign the pending message that has been due longest to the caller (earliest dueAt not in
+/// the future, then oldest receivedAt, then id); 204 when none is due.
 #[utoipa::path(post, path = "/api/v1/messages/claim-next", tag = "agent", params(ClaimNextParams),
     security(("agent_key" = [])),
     responses(
-        (status = 200, body = Message), (status = 204, description = "Nothing pending"),
+        (status = 200, body = Message), (status = 204, description = "No pending message is due"),
         (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody),
         (status = 503, body = ApiErrorBody)))]
 pub async fn claim_next(
@@ -85,13 +86,10 @@ pub async fn claim_next(
     params: web::Query<ClaimNextParams>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    let channel = params
-        .channel_id
-        .as_deref()
-        .filter(|c| !c.trim().is_empty())
-        .map(ChannelId::parse)
-        .transpose()?;
-    match store.claim_next(&agent.name, channel).await? {
+    match store
+        .claim_next(&agent.name, channel_param(&params.channel_id)?)
+        .await?
+    {
         Some(message) => Ok(HttpResponse::Ok().json(Message::from(message))),
         None => Ok(HttpResponse::NoContent().finish()),
     }
@@ -247,6 +245,52 @@ pub async fn process(
     let change = store.process(id, &agent.actor(), outcome, note).await?;
     let rule = "only an assigned message can be processed, by its assignee or an admin";
     changed(&store, id, change, "process", rule).await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct AttemptBody {
+    /// What came of the call: reached, no_answer, busy, voicemail, wrong_number or spam.
+    #[schema(required = true, value_type = String,
+             pattern = "^(reached|no_answer|busy|voicemail|wrong_number|spam)$")]
+    result: Option<String>,
+    /// Optional, up to 2000 characters.
+    #[schema(max_length = 2000)]
+    note: Option<String>,
+}
+
+/// Record a call attempt on an assigned message, by its assignee or an admin. `reached` →
+/// processed (called_back); `wrong_number`, `spam` → processed with that outcome;
+/// `no_answer`, `busy`, `voicemail` → pending again, unassigned, due the channel's retry
+/// minutes from now, unless it was the last of the channel's maxAttempts: then processed
+/// (no_answer).
+#[utoipa::path(post, path = "/api/v1/messages/{id}/attempts", tag = "agent",
+    params(("id" = i64, Path, minimum = 1, description = "Message id")),
+    request_body = AttemptBody,
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, body = Message), (status = 400, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 409, body = ApiErrorBody), (status = 408, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
+pub async fn attempt(
+    agent: Agent,
+    id: web::Path<MessageId>,
+    TimedJson(body): TimedJson<AttemptBody>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let result = body.result.as_deref().ok_or_else(|| {
+        ApiError::BadRequest(
+            "result is required: reached, no_answer, busy, voicemail, wrong_number or spam"
+                .to_owned(),
+        )
+    })?;
+    let result = AttemptResult::parse(result)?;
+    let note = Note::parse_optional(body.note.as_deref())?;
+    let change = store
+        .record_attempt(id, &agent.actor(), result, note)
+        .await?;
+    let rule = "attempts are recorded on an assigned message, by its assignee or an admin";
+    changed(&store, id, change, "record an attempt on", rule).await
 }
 
 /// 200 with the changed message; otherwise 404 if there is no such message, else 409 naming

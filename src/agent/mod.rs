@@ -1,4 +1,5 @@
-//! The agents' interface: list, claim, release, process, live stream and CSV export.
+//! The agents' interface: list, claim, release, call attempts, process, history, queue counts,
+//! live stream and CSV export.
 
 pub mod auth;
 pub mod body;
@@ -7,12 +8,14 @@ pub mod cursor;
 pub mod error;
 pub mod export;
 pub mod filter;
+pub mod history;
 pub mod message;
 pub mod messages;
+pub mod queue;
 pub mod stream;
 
 use actix_web::error::PathError;
-use actix_web::web;
+use actix_web::{Scope, web};
 
 use error::ApiError;
 
@@ -25,25 +28,7 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope(BASE_PATH)
-            .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                ApiError::BadRequest(format!("query parameters: {e}")).into()
-            }))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(MAX_BODY_BYTES)
-                    .error_handler(|e, _| {
-                        ApiError::BadRequest(format!("request body: {e}")).into()
-                    }),
-            )
-            // A message id that does not parse is a 400 naming it (see MessageId's Deserialize).
-            .app_data(web::PathConfig::default().error_handler(|e, _| {
-                let why = match &e {
-                    PathError::Deserialize(why) => why.to_string(),
-                    other => other.to_string(),
-                };
-                ApiError::BadRequest(why).into()
-            }))
+        error_answers(web::scope(BASE_PATH))
             // Resources answer other methods with 405 and an Allow header.
             .service(web::resource("").get(messages::list))
             .service(web::resource("/stream").get(stream::stream))
@@ -53,6 +38,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/{id}/claim").post(messages::claim))
             .service(web::resource("/{id}/assign").post(messages::assign))
             .service(web::resource("/{id}/release").post(messages::release))
-            .service(web::resource("/{id}/process").post(messages::process)),
-    );
+            .service(web::resource("/{id}/attempts").post(messages::attempt))
+            .service(web::resource("/{id}/process").post(messages::process))
+            .service(web::resource("/{id}/history").get(history::history)),
+    )
+    .service(error_answers(web::scope(queue::PATH)).service(web::resource("").get(queue::counts)));
+}
+
+/// Malformed query parameters, bodies and ids answered as [`ApiError::BadRequest`].
+fn error_answers(scope: Scope) -> Scope {
+    scope
+        .app_data(
+            web::QueryConfig::default().error_handler(|e, _| {
+                ApiError::BadRequest(format!("query parameters: {e}")).into()
+            }),
+        )
+        .app_data(
+            web::JsonConfig::default()
+                .limit(MAX_BODY_BYTES)
+                .error_handler(|e, _| ApiError::BadRequest(format!("request body: {e}")).into()),
+        )
+        // A message id that does not parse is a 400 naming it (see MessageId's Deserialize).
+        .app_data(web::PathConfig::default().error_handler(|e, _| {
+            let why = match &e {
+                PathError::Deserialize(why) => why.to_string(),
+                other => other.to_string(),
+            };
+            ApiError::BadRequest(why).into()
+        }))
 }

@@ -15,7 +15,7 @@ pub use message_text::MessageText;
 pub use note::Note;
 pub use phone_no::PhoneNo;
 pub use public_url::PublicUrl;
-pub use status::{Outcome, Status};
+pub use status::{AttemptResult, Outcome, Status};
 pub use trusted_proxies::TrustedProxies;
 pub use visitor::{AgentName, ChannelId, UserId, UserName};
 pub use web_origin::WebOrigin;

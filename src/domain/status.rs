@@ -72,6 +72,56 @@ impl Outcome {
     }
 }
 
+/// What came of one call attempt (`POST …/{id}/attempts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    Reached,
+    NoAnswer,
+    Busy,
+    Voicemail,
+    WrongNumber,
+    Spam,
+}
+
+impl AttemptResult {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        match raw {
+            "reached" => Ok(AttemptResult::Reached),
+            "no_answer" => Ok(AttemptResult::NoAnswer),
+            "busy" => Ok(AttemptResult::Busy),
+            "voicemail" => Ok(AttemptResult::Voicemail),
+            "wrong_number" => Ok(AttemptResult::WrongNumber),
+            "spam" => Ok(AttemptResult::Spam),
+            _ => Err(FieldError::new(
+                "result",
+                "must be reached, no_answer, busy, voicemail, wrong_number or spam",
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttemptResult::Reached => "reached",
+            AttemptResult::NoAnswer => "no_answer",
+            AttemptResult::Busy => "busy",
+            AttemptResult::Voicemail => "voicemail",
+            AttemptResult::WrongNumber => "wrong_number",
+            AttemptResult::Spam => "spam",
+        }
+    }
+
+    /// The outcome that closes the message, or `None` when the message is to be called again
+    /// (unless that was its last attempt: then it closes as [`Outcome::NoAnswer`]).
+    pub fn closes_with(&self) -> Option<Outcome> {
+        match self {
+            AttemptResult::Reached => Some(Outcome::CalledBack),
+            AttemptResult::WrongNumber => Some(Outcome::WrongNumber),
+            AttemptResult::Spam => Some(Outcome::Spam),
+            AttemptResult::NoAnswer | AttemptResult::Busy | AttemptResult::Voicemail => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +139,39 @@ mod tests {
         }
         for bad in ["", "CALLED_BACK", "voicemail"] {
             assert!(Outcome::parse(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn attempt_results_round_trip_refuse_others_and_say_what_closes() {
+        for r in [
+            "reached",
+            "no_answer",
+            "busy",
+            "voicemail",
+            "wrong_number",
+            "spam",
+        ] {
+            assert_eq!(AttemptResult::parse(r).unwrap().as_str(), r);
+        }
+        for bad in ["", "Reached", "called_back", "no answer", "busy "] {
+            assert!(AttemptResult::parse(bad).is_err());
+        }
+        assert_eq!(
+            AttemptResult::Reached.closes_with(),
+            Some(Outcome::CalledBack)
+        );
+        assert_eq!(
+            AttemptResult::WrongNumber.closes_with(),
+            Some(Outcome::WrongNumber)
+        );
+        assert_eq!(AttemptResult::Spam.closes_with(), Some(Outcome::Spam));
+        for retry in [
+            AttemptResult::NoAnswer,
+            AttemptResult::Busy,
+            AttemptResult::Voicemail,
+        ] {
+            assert_eq!(retry.closes_with(), None);
         }
     }
 }

@@ -17,6 +17,10 @@ pub struct Filter {
     pub agent: Option<AgentName>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// `Some(true)`: pending and due now; `Some(false)`: every other message.
+    pub due: Option<bool>,
+    /// `Some(true)`: not processed and past its service level; `Some(false)`: every other.
+    pub overdue: Option<bool>,
 }
 
 /// A position in list order, `(received_at, id)`: the next page starts after it.
@@ -50,9 +54,9 @@ impl Store {
                 let mut tx = custom_plans(&pool).await?;
                 let page = query_filtered!(
                     filter,
-                    "AND ($7::timestamptz IS NULL OR (received_at, id) > ($7, $8))
-         ORDER BY received_at, id
-         LIMIT $9",
+                    "AND ($9::timestamptz IS NULL OR (m.received_at, m.id) > ($9, $10))
+         ORDER BY m.received_at, m.id
+         LIMIT $11",
                     after.map(|p| p.received_at),
                     after.map_or(0, |p| p.id),
                     limit,
@@ -68,9 +72,13 @@ impl Store {
 
     pub async fn message(&self, id: MessageId) -> Result<Option<MessageRow>, StoreError> {
         self.run_retrying(move |pool| async move {
-            query_message!("SELECT", "FROM leave_message WHERE id = $1", id.get())
-                .fetch_optional(&pool)
-                .await
+            query_message!(
+                "SELECT",
+                "FROM leave_message m JOIN web_channel c ON c.id = m.channel_id WHERE m.id = $1",
+                id.get()
+            )
+            .fetch_optional(&pool)
+            .await
         })
         .await
     }
@@ -82,7 +90,8 @@ impl Store {
             async move {
                 query_message!(
                     "SELECT",
-                    "FROM leave_message WHERE id = ANY($1) ORDER BY received_at, id",
+                    "FROM leave_message m JOIN web_channel c ON c.id = m.channel_id
+                     WHERE m.id = ANY($1) ORDER BY m.received_at, m.id",
                     &ids
                 )
                 .fetch_all(&pool)
@@ -112,7 +121,8 @@ impl Store {
         self.run_retrying(move |pool| async move {
             query_message!(
                 "SELECT",
-                "FROM leave_message WHERE id > $1 ORDER BY id LIMIT $2",
+                "FROM leave_message m JOIN web_channel c ON c.id = m.channel_id
+                 WHERE m.id > $1 ORDER BY m.id LIMIT $2",
                 after,
                 limit
             )
@@ -127,7 +137,7 @@ impl Store {
 /// filters (`$1 IS NULL OR …`) fold away and the partial queue indexes are used. (A
 /// `QueryBuilder` that leaves absent filters out would get there too, but loses the
 /// compile-time check of the SQL.)
-async fn custom_plans(
+pub(super) async fn custom_plans(
     pool: &PgPool,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;

@@ -8,6 +8,7 @@ pub mod agents;
 pub mod channels;
 mod database;
 mod handle;
+pub mod history;
 pub mod listing;
 pub mod messages;
 pub mod notify;

@@ -8,8 +8,24 @@
 //! (`store::agents`) waits for such changes under way, then releases what they assigned, and
 //! any later one finds the agent disabled. No message stays assigned to a disabled agent.
 
+use super::listing::custom_plans;
 use super::{MessageRow, Store, StoreError};
-use crate::domain::{AgentName, ChannelId, MessageId, Note, Outcome};
+use crate::domain::{AgentName, AttemptResult, ChannelId, MessageId, Note, Outcome};
+
+/// How many messages are where, now (`GET /api/v1/queue`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub pending: i64,
+    /// Pending and due now.
+    pub due: i64,
+    /// Not processed and past the service level.
+    pub overdue: i64,
+    pub assigned: i64,
+    /// Assigned to the agent who asks.
+    pub mine: i64,
+    /// Now minus the earliest `due_at` among the due messages, in whole seconds; 0 if none.
+    pub oldest_due_age_seconds: i64,
+}
 
 /// Who asks for a change, and whether they may act on messages assigned to others.
 #[derive(Debug, Clone)]
@@ -19,8 +35,11 @@ pub struct Actor {
 }
 
 impl Store {
-    /// The oldest pending message (of one channel, if given), now assigned to `agent`.
-    /// `SKIP LOCKED` makes concurrent callers on any instance take different messages.
+    /// The pending message (of one channel, if given) that has been due longest, now assigned
+    /// to `agent`: the earliest `due_at` that is not in the future, then the oldest, then the
+    /// lowest id. A message due later is never handed out. `SKIP LOCKED` makes concurrent
+    /// callers on any instance take different messages; a row that changed under the lock
+    /// (another instance's attempt made it due later) is checked again and passed over.
     #[tracing::instrument(skip_all)]
     pub async fn claim_next(
         &self,
@@ -34,9 +53,10 @@ impl Store {
              SELECT name FROM agent WHERE name = $1 AND enabled FOR SHARE
          ), next AS (
              SELECT id FROM leave_message
-             WHERE status = 'pending' AND ($2::uuid IS NULL OR channel_id = $2)
+             WHERE status = 'pending' AND due_at <= now()
+               AND ($2::uuid IS NULL OR channel_id = $2)
                AND EXISTS (SELECT FROM assignee)
-             ORDER BY received_at, id
+             ORDER BY due_at, received_at, id
              LIMIT 1
              FOR UPDATE SKIP LOCKED
          ), changed AS (
@@ -49,7 +69,7 @@ impl Store {
              SELECT id, $1, 'claim', 'pending', 'assigned', $1 FROM changed
          )
          SELECT",
-                "FROM changed",
+                "FROM changed m JOIN web_channel c ON c.id = m.channel_id",
                 agent,
                 channel_id.map(|c| c.as_uuid()),
             )
@@ -82,7 +102,7 @@ impl Store {
              SELECT id, $2, 'claim', 'pending', 'assigned', $2 FROM changed
          )
          SELECT",
-                "FROM changed",
+                "FROM changed m JOIN web_channel c ON c.id = m.channel_id",
                 id.get(),
                 agent,
             )
@@ -119,7 +139,7 @@ impl Store {
              SELECT id, $2, 'assign', from_status, 'assigned', $3 FROM changed
          )
          SELECT",
-                "FROM changed",
+                "FROM changed m JOIN web_channel c ON c.id = m.channel_id",
                 id.get(),
                 by_agent,
                 to_agent,
@@ -150,7 +170,7 @@ impl Store {
              SELECT id, $2, 'release', 'assigned', 'pending' FROM changed
          )
          SELECT",
-                "FROM changed",
+                "FROM changed m JOIN web_channel c ON c.id = m.channel_id",
                 id.get(),
                 agent,
                 as_admin,
@@ -181,11 +201,11 @@ impl Store {
              RETURNING *
          ), logged AS (
              INSERT INTO leave_message_event
-                 (message_id, agent, action, from_status, to_status, assigned_to, outcome)
-             SELECT id, $2, 'process', 'assigned', 'processed', assigned_to, $4 FROM changed
+                 (message_id, agent, action, from_status, to_status, assigned_to, outcome, note)
+             SELECT id, $2, 'process', 'assigned', 'processed', assigned_to, $4, $5 FROM changed
          )
          SELECT",
-                "FROM changed",
+                "FROM changed m JOIN web_channel c ON c.id = m.channel_id",
                 id.get(),
                 agent,
                 as_admin,
@@ -194,6 +214,110 @@ impl Store {
             )
             .fetch_optional(&pool)
             .await
+        })
+        .await
+    }
+
+    /// Records a call attempt on an assigned message, by its assignee or an admin, in one
+    /// statement: `attempts` + 1, and a history row with the result and note. `reached`,
+    /// `wrong_number` and `spam` close the message (outcome `called_back`, `wrong_number`,
+    /// `spam`); the others put it back in the pending queue, due the channel's `retry_minutes`
+    /// from now, unless this was its last attempt (`max_attempts`): then it closes as
+    /// `no_answer`. A note given replaces the message's note; the history keeps every one.
+    ///
+    /// The message's row is locked first and everything is decided from its latest version,
+    /// so two attempts recorded at once count as two, and an attempt racing a release or a
+    /// process finds the message no longer assigned (`None`).
+    #[tracing::instrument(skip_all, fields(%id, result = result.as_str()))]
+    pub async fn record_attempt(
+        &self,
+        id: MessageId,
+        actor: &Actor,
+        result: AttemptResult,
+        note: Option<Note>,
+    ) -> Result<Option<MessageRow>, StoreError> {
+        let (agent, as_admin) = (actor.name.as_str().to_owned(), actor.is_admin);
+        self.run(move |pool| async move {
+            query_message!(
+                "WITH target AS (
+             SELECT m.id, c.retry_minutes,
+                    coalesce($5, CASE WHEN m.attempts + 1 >= c.max_attempts THEN 'no_answer' END)
+                        AS outcome
+             FROM leave_message m JOIN web_channel c ON c.id = m.channel_id
+             WHERE m.id = $1 AND m.status = 'assigned' AND (m.assigned_to = $2 OR $3)
+             FOR UPDATE OF m
+         ), changed AS (
+             UPDATE leave_message m
+             SET attempts = m.attempts + 1,
+                 status = CASE WHEN t.outcome IS NULL THEN 'pending' ELSE 'processed' END,
+                 assigned_to = CASE WHEN t.outcome IS NULL THEN NULL ELSE m.assigned_to END,
+                 assigned_at = CASE WHEN t.outcome IS NULL THEN NULL ELSE m.assigned_at END,
+                 due_at = CASE WHEN t.outcome IS NULL
+                               THEN now() + make_interval(mins => t.retry_minutes)
+                               ELSE m.due_at END,
+                 processed_by = CASE WHEN t.outcome IS NULL THEN NULL ELSE $2 END,
+                 processed_at = CASE WHEN t.outcome IS NULL THEN NULL ELSE now() END,
+                 outcome = t.outcome,
+                 note = coalesce($6, m.note)
+             FROM target t WHERE m.id = t.id
+             RETURNING m.*
+         ), logged AS (
+             INSERT INTO leave_message_event
+                 (message_id, agent, action, from_status, to_status, assigned_to, outcome,
+                  result, note)
+             SELECT id, $2, 'attempt', 'assigned', status, assigned_to, outcome, $4, $6
+             FROM changed
+         )
+         SELECT",
+                "FROM changed m JOIN web_channel c ON c.id = m.channel_id",
+                id.get(),
+                agent,
+                as_admin,
+                result.as_str(),
+                result.closes_with().map(|o| o.as_str()),
+                note.as_ref().map(Note::as_str),
+            )
+            .fetch_optional(&pool)
+            .await
+        })
+        .await
+    }
+
+    /// The queue's counts now, of one channel if given; `mine` counts what is assigned to
+    /// `agent`. One statement (one snapshot, one `now()`) over the messages not yet processed.
+    #[tracing::instrument(skip_all)]
+    pub async fn queue_counts(
+        &self,
+        agent: &AgentName,
+        channel_id: Option<ChannelId>,
+    ) -> Result<QueueCounts, StoreError> {
+        let agent = agent.as_str().to_owned();
+        self.run_retrying(move |pool| {
+            let agent = agent.clone();
+            async move {
+                let mut tx = custom_plans(&pool).await?;
+                let counts = sqlx::query_as!(
+                    QueueCounts,
+                    r#"SELECT
+                 count(*) FILTER (WHERE m.status = 'pending') AS "pending!",
+                 count(*) FILTER (WHERE m.status = 'pending' AND m.due_at <= now()) AS "due!",
+                 count(*) FILTER (WHERE m.due_at <= now() - make_interval(mins => c.sla_minutes))
+                     AS "overdue!",
+                 count(*) FILTER (WHERE m.status = 'assigned') AS "assigned!",
+                 count(*) FILTER (WHERE m.status = 'assigned' AND m.assigned_to = $1) AS "mine!",
+                 coalesce(floor(extract(epoch FROM now() - min(m.due_at)
+                     FILTER (WHERE m.status = 'pending' AND m.due_at <= now())))::bigint, 0)
+                     AS "oldest_due_age_seconds!"
+             FROM leave_message m JOIN web_channel c ON c.id = m.channel_id
+             WHERE m.status <> 'processed' AND ($2::uuid IS NULL OR m.channel_id = $2)"#,
+                    agent,
+                    channel_id.map(|c| c.as_uuid()),
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(counts)
+            }
         })
         .await
     }

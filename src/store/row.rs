@@ -24,45 +24,79 @@ pub struct MessageRow {
     pub processed_at: Option<DateTime<Utc>>,
     pub outcome: Option<String>,
     pub note: Option<String>,
+    /// The earliest time the visitor asked to be called, if they did.
+    pub callback_after: Option<DateTime<Utc>>,
+    /// When the message should next be called.
+    pub due_at: DateTime<Utc>,
+    /// `due_at` + the channel's service level (`sla_minutes`).
+    pub overdue_at: DateTime<Utc>,
+    /// Not processed, and `overdue_at` has passed (as of the statement that read the row).
+    pub overdue: bool,
+    /// Call attempts recorded so far.
+    pub attempts: i16,
+    /// The channel's `max_attempts`.
+    pub max_attempts: i16,
 }
 
-/// `query_as!(MessageRow, …)` with the row's columns between `$before` and the rest.
+/// `query_as!(MessageRow, …)` with the row's columns between `$before` and the rest. The
+/// columns are read from `m` (the message, or a CTE of `leave_message` rows) and `c` (its
+/// `web_channel`): the rest names both, e.g.
+/// `FROM leave_message m JOIN web_channel c ON c.id = m.channel_id`.
 macro_rules! query_message {
     ($before:literal, $after:literal $(+ $more:literal)* $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             $crate::store::MessageRow,
             $before
-                + r#" id AS "id!", channel_id AS "channel_id!", user_id AS "user_id!",
-                    user_name AS "user_name!", phone_no AS "phone_no!",
-                    message AS "leave_message!", host(client_ip) AS "client_ip!", user_agent,
-                    received_at AS "received_at!", status AS "status!", assigned_to,
-                    assigned_at, processed_at, outcome, note "#
+                + r#" m.id AS "id!", m.channel_id AS "channel_id!", m.user_id AS "user_id!",
+                    m.user_name AS "user_name!", m.phone_no AS "phone_no!",
+                    m.message AS "leave_message!", host(m.client_ip) AS "client_ip!",
+                    m.user_agent, m.received_at AS "received_at!", m.status AS "status!",
+                    m.assigned_to, m.assigned_at, m.processed_at, m.outcome, m.note,
+                    m.callback_after, m.due_at AS "due_at!",
+                    m.due_at + make_interval(mins => c.sla_minutes) AS "overdue_at!",
+                    (m.status <> 'processed'
+                     AND m.due_at <= now() - make_interval(mins => c.sla_minutes)) AS "overdue!",
+                    m.attempts AS "attempts!", c.max_attempts AS "max_attempts!" "#
                 + $after $(+ $more)*
             $(, $arg)*
         )
     };
 }
 
-/// The messages matching `$filter` (a [`super::listing::Filter`], bound as `$1`-`$6`),
+/// The messages matching `$filter` (a [`super::listing::Filter`], bound as `$1`-`$8`),
 /// followed by `$tail` and its arguments; the list and the export share it.
+///
+/// `due` and `overdue` are each written as two conditions, one per value, so that with the
+/// parameters known (custom plans, see `listing::custom_plans`) all but one fold away and what
+/// is left can use the due-queue indexes. Overdue is `due_at <= now() - sla` rather than
+/// `due_at + sla <= now()`: per channel, a range of `leave_message_open_due_idx`.
 macro_rules! query_filtered {
     ($filter:expr, $tail:literal $(, $arg:expr)* $(,)?) => {
         query_message!(
             "SELECT",
-            "FROM leave_message
-             WHERE ($1::text IS NULL OR status = $1)
-               AND ($2::uuid IS NULL OR channel_id = $2)
-               AND ($3::text IS NULL OR phone_digits = $3)
-               AND ($4::text IS NULL OR assigned_to = $4)
-               AND ($5::timestamptz IS NULL OR received_at >= $5)
-               AND ($6::timestamptz IS NULL OR received_at < $6) "
+            "FROM leave_message m JOIN web_channel c ON c.id = m.channel_id
+             WHERE ($1::text IS NULL OR m.status = $1)
+               AND ($2::uuid IS NULL OR m.channel_id = $2)
+               AND ($3::text IS NULL OR m.phone_digits = $3)
+               AND ($4::text IS NULL OR m.assigned_to = $4)
+               AND ($5::timestamptz IS NULL OR m.received_at >= $5)
+               AND ($6::timestamptz IS NULL OR m.received_at < $6)
+               AND ($7::boolean IS NOT TRUE OR (m.status = 'pending' AND m.due_at <= now()))
+               AND ($7::boolean IS NOT FALSE OR m.status <> 'pending' OR m.due_at > now())
+               AND ($8::boolean IS NOT TRUE
+                    OR (m.status <> 'processed'
+                        AND m.due_at <= now() - make_interval(mins => c.sla_minutes)))
+               AND ($8::boolean IS NOT FALSE OR m.status = 'processed'
+                    OR m.due_at > now() - make_interval(mins => c.sla_minutes)) "
                 + $tail,
             $filter.status.map(|s| s.as_str()),
             $filter.channel_id.map(|c| c.as_uuid()),
             $filter.phone.as_ref().map($crate::domain::PhoneNo::digits),
             $filter.agent.as_ref().map($crate::domain::AgentName::as_str),
             $filter.from,
-            $filter.to
+            $filter.to,
+            $filter.due,
+            $filter.overdue
             $(, $arg)*
         )
     };

@@ -83,6 +83,12 @@ async fn claim_release_process_walk_the_statuses_and_record_who_and_when() {
         "processedAt",
         "outcome",
         "note",
+        "callbackAfter",
+        "dueAt",
+        "overdueAt",
+        "overdue",
+        "attempts",
+        "maxAttempts",
     ]
     .into();
     assert_eq!(fields, expected);

@@ -51,7 +51,13 @@ async fn export_has_a_header_quotes_and_neutralises_formulas() {
             "assignedAt",
             "processedAt",
             "outcome",
-            "note"
+            "note",
+            "callbackAfter",
+            "dueAt",
+            "overdueAt",
+            "overdue",
+            "attempts",
+            "maxAttempts"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();

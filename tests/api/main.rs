@@ -5,6 +5,7 @@
 mod agent_lifecycle;
 mod agents;
 mod apply_token;
+mod attempts;
 mod browser;
 mod channel_update;
 mod cli;

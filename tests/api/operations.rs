@@ -67,6 +67,9 @@ async fn openapi_describes_both_interfaces() {
         "/api/v1/messages/{id}/assign",
         "/api/v1/messages/{id}/release",
         "/api/v1/messages/{id}/process",
+        "/api/v1/messages/{id}/attempts",
+        "/api/v1/messages/{id}/history",
+        "/api/v1/queue",
         "/api/v1/messages/stream",
         "/api/v1/messages/export.csv",
     ] {
@@ -101,6 +104,12 @@ async fn openapi_describes_both_interfaces() {
         "receivedAt",
         "assignedTo",
         "note",
+        "callbackAfter",
+        "dueAt",
+        "overdueAt",
+        "overdue",
+        "attempts",
+        "maxAttempts",
     ] {
         assert!(message.get(field).is_some(), "Message schema lacks {field}");
     }
