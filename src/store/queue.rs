@@ -284,7 +284,8 @@ impl Store {
     }
 
     /// The queue's counts now, of one channel if given; `mine` counts what is assigned to
-    /// `agent`. One statement (one snapshot, one `now()`) over the messages not yet processed.
+    /// `agent`. One statement (one snapshot, one `now()`); each count reads one of the queue's
+    /// partial indexes alone (see migrations), not the messages themselves.
     #[tracing::instrument(skip_all)]
     pub async fn queue_counts(
         &self,
@@ -299,17 +300,30 @@ impl Store {
                 let counts = sqlx::query_as!(
                     QueueCounts,
                     r#"SELECT
-                 count(*) FILTER (WHERE m.status = 'pending') AS "pending!",
-                 count(*) FILTER (WHERE m.status = 'pending' AND m.due_at <= now()) AS "due!",
-                 count(*) FILTER (WHERE m.due_at <= now() - make_interval(mins => c.sla_minutes))
+                 (SELECT count(*) FROM leave_message
+                  WHERE status = 'pending' AND ($2::uuid IS NULL OR channel_id = $2))
+                     AS "pending!",
+                 (SELECT count(*) FROM leave_message
+                  WHERE status = 'pending' AND due_at <= now()
+                    AND ($2::uuid IS NULL OR channel_id = $2))
+                     AS "due!",
+                 (SELECT count(*) FROM web_channel c JOIN leave_message m ON m.channel_id = c.id
+                  WHERE m.status <> 'processed'
+                    AND m.due_at <= now() - make_interval(mins => c.sla_minutes)
+                    AND ($2::uuid IS NULL OR c.id = $2))
                      AS "overdue!",
-                 count(*) FILTER (WHERE m.status = 'assigned') AS "assigned!",
-                 count(*) FILTER (WHERE m.status = 'assigned' AND m.assigned_to = $1) AS "mine!",
-                 coalesce(floor(extract(epoch FROM now() - min(m.due_at)
-                     FILTER (WHERE m.status = 'pending' AND m.due_at <= now())))::bigint, 0)
-                     AS "oldest_due_age_seconds!"
-             FROM leave_message m JOIN web_channel c ON c.id = m.channel_id
-             WHERE m.status <> 'processed' AND ($2::uuid IS NULL OR m.channel_id = $2)"#,
+                 (SELECT count(*) FROM leave_message
+                  WHERE status = 'assigned' AND ($2::uuid IS NULL OR channel_id = $2))
+                     AS "assigned!",
+                 (SELECT count(*) FROM leave_message
+                  WHERE status = 'assigned' AND assigned_to = $1
+                    AND ($2::uuid IS NULL OR channel_id = $2))
+                     AS "mine!",
+                 coalesce(floor(extract(epoch FROM now() - (
+                     SELECT min(due_at) FROM leave_message
+                     WHERE status = 'pending' AND due_at <= now()
+                       AND ($2::uuid IS NULL OR channel_id = $2))))::bigint, 0)
+                     AS "oldest_due_age_seconds!""#,
                     agent,
                     channel_id.map(|c| c.as_uuid()),
                 )
