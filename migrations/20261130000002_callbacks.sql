@@ -3,8 +3,9 @@
 -- service level; per message when it is due, how many attempts it has had, and when the
 -- visitor asked to be called at the earliest. Every attempt is a row of the message's history.
 --
--- The update of existing rows rewrites the table: on a large table run it at a quiet hour
--- (docs/dba.md gives the time it took at 10 million rows).
+-- No table rewrite: existing rows keep due_at NULL, and only the messages not yet processed are
+-- given one (a processed message is read with due_at = received_at). The lock this migration
+-- holds lasts as long as that update of the open messages, not of the whole table.
 
 ALTER TABLE web_channel
     ADD COLUMN max_attempts  smallint NOT NULL DEFAULT 3
@@ -17,16 +18,22 @@ COMMENT ON COLUMN web_channel.max_attempts IS 'Call attempts a message of this c
 COMMENT ON COLUMN web_channel.retry_minutes IS 'After an unsuccessful attempt (no_answer, busy, voicemail), the message is due again this many minutes later (1-10080).';
 COMMENT ON COLUMN web_channel.sla_minutes IS 'Service level: a message not processed this many minutes after it became due is overdue (1-43200).';
 
--- due_at's default serves rows written by an instance that predates this migration (during a
--- rolling upgrade): such a row is due when stored. Current instances write it themselves.
+-- due_at's default (set after the column is added, so existing rows are not rewritten) serves
+-- rows written by an instance that predates this migration (during a rolling upgrade): such a
+-- row is due when stored. Current instances write it themselves.
 ALTER TABLE leave_message
     ADD COLUMN callback_after timestamptz,
-    ADD COLUMN due_at         timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN due_at         timestamptz,
     ADD COLUMN attempts       smallint    NOT NULL DEFAULT 0
         CONSTRAINT leave_message_attempts_check CHECK (attempts BETWEEN 0 AND 10);
-UPDATE leave_message SET due_at = received_at;
+ALTER TABLE leave_message ALTER COLUMN due_at SET DEFAULT now();
+UPDATE leave_message SET due_at = received_at WHERE status <> 'processed';
+-- NOT VALID: checked for every row written from now on; the rows above were just set.
+ALTER TABLE leave_message ADD CONSTRAINT leave_message_due_at_check
+    CHECK (due_at IS NOT NULL OR status = 'processed') NOT VALID;
+COMMENT ON CONSTRAINT leave_message_due_at_check ON leave_message IS 'A message not yet processed has a due time (processed messages stored before due times existed have none).';
 COMMENT ON COLUMN leave_message.callback_after IS 'The earliest time the visitor asked to be called (callbackAfter), NULL for as soon as possible.';
-COMMENT ON COLUMN leave_message.due_at IS 'When the message should next be called: received_at, or callback_after when later; after an unsuccessful attempt, that attempt''s time + the channel''s retry_minutes. Overdue once due_at + the channel''s sla_minutes has passed while it is not processed.';
+COMMENT ON COLUMN leave_message.due_at IS 'When the message should next be called: received_at, or callback_after when later (NULL only for messages processed before due times existed: read it as received_at); after an unsuccessful attempt, that attempt''s time + the channel''s retry_minutes. Overdue once due_at + the channel''s sla_minutes has passed while it is not processed.';
 COMMENT ON COLUMN leave_message.attempts IS 'Call attempts recorded so far (leave_message_event rows with action attempt).';
 
 -- claim-next: the pending message with the earliest due_at that is due (ties: received_at, id).

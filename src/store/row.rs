@@ -52,8 +52,9 @@ macro_rules! query_message {
                     m.message AS "leave_message!", host(m.client_ip) AS "client_ip!",
                     m.user_agent, m.received_at AS "received_at!", m.status AS "status!",
                     m.assigned_to, m.assigned_at, m.processed_at, m.outcome, m.note,
-                    m.callback_after, m.due_at AS "due_at!",
-                    m.due_at + make_interval(mins => c.sla_minutes) AS "overdue_at!",
+                    m.callback_after, COALESCE(m.due_at, m.received_at) AS "due_at!",
+                    COALESCE(m.due_at, m.received_at) + make_interval(mins => c.sla_minutes)
+                        AS "overdue_at!",
                     (m.status <> 'processed'
                      AND m.due_at <= now() - make_interval(mins => c.sla_minutes)) AS "overdue!",
                     m.attempts AS "attempts!", c.max_attempts AS "max_attempts!" "#
