@@ -16,5 +16,6 @@ mod leave_message;
 mod operations;
 mod origins;
 mod process;
+mod queue_metrics;
 mod stream;
 mod writer;
