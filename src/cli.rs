@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::domain::{PublicUrl, TrustedProxies};
 use crate::settings::{LogFormat, Settings};
 use crate::store::DatabaseConfig;
+use crate::store::channels::CallbackSettings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -204,6 +205,8 @@ pub enum ChannelCommand {
         /// Text shown above the visitor form.
         #[arg(long, value_name = "TEXT")]
         prompt: Option<String>,
+        #[command(flatten)]
+        callbacks: CallbackArgs,
     },
     /// List web channels with every setting.
     List,
@@ -235,7 +238,45 @@ pub enum ChannelCommand {
         /// cross-site); false: SameSite=Lax.
         #[arg(long, value_name = "true|false")]
         cross_site: Option<bool>,
+        /// Call attempts a message gets (1-10): the last unsuccessful one closes it as no_answer.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i16).range(1..=10))]
+        max_attempts: Option<i16>,
+        /// Minutes after an unsuccessful attempt until the message is due again (1-10080).
+        #[arg(long, value_name = "M", value_parser = clap::value_parser!(i32).range(1..=10_080))]
+        retry_minutes: Option<i32>,
+        /// Service level: minutes after it is due until a message not processed is overdue
+        /// (1-43200).
+        #[arg(long, value_name = "M", value_parser = clap::value_parser!(i32).range(1..=43_200))]
+        sla_minutes: Option<i32>,
     },
+}
+
+/// A new channel's callback settings (CONTRACT §3.1).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct CallbackArgs {
+    /// Call attempts a message gets (1-10): the last unsuccessful one closes it as no_answer.
+    #[arg(long, value_name = "N", default_value_t = CallbackSettings::DEFAULT.max_attempts,
+          value_parser = clap::value_parser!(i16).range(1..=10))]
+    pub max_attempts: i16,
+    /// Minutes after an unsuccessful attempt until the message is due again (1-10080).
+    #[arg(long, value_name = "M", default_value_t = CallbackSettings::DEFAULT.retry_minutes,
+          value_parser = clap::value_parser!(i32).range(1..=10_080))]
+    pub retry_minutes: i32,
+    /// Service level: minutes after it is due until a message not processed is overdue
+    /// (1-43200).
+    #[arg(long, value_name = "M", default_value_t = CallbackSettings::DEFAULT.sla_minutes,
+          value_parser = clap::value_parser!(i32).range(1..=43_200))]
+    pub sla_minutes: i32,
+}
+
+impl From<CallbackArgs> for CallbackSettings {
+    fn from(a: CallbackArgs) -> Self {
+        CallbackSettings {
+            max_attempts: a.max_attempts,
+            retry_minutes: a.retry_minutes,
+            sla_minutes: a.sla_minutes,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,7 +15,9 @@
 //! - `leavemsg_write_batch_rows` (histogram): messages per group-commit batch;
 //! - `leavemsg_db_pool_connections{state="in_use"|"idle"}`, `leavemsg_stream_clients`,
 //!   `leavemsg_stream_listening` (1 while the instance LISTENs for new messages, which it does
-//!   only while it has stream clients) (gauges, read at scrape time).
+//!   only while it has stream clients) (gauges, read at scrape time);
+//! - the per-channel queue gauges and `leavemsg_queue_reads_total`, which `ops::metrics`
+//!   writes itself from its own reading of the database (see `QueueGauges` there).
 //!
 //! Every metric is described (`# HELP`) and every counter but the per-request ones is registered
 //! with each label value it can take when the recorder is installed, so `/metrics` shows them at

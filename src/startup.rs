@@ -60,6 +60,8 @@ impl Application {
         // One for all workers: failures count per address whichever worker answers.
         let brake = web::Data::new(AuthBrake::default());
         let export_slots = web::Data::new(ExportSlots::default());
+        // One for all workers: /metrics reads the queue levels at most once a second.
+        let queue_gauges = web::Data::new(ops::metrics::QueueGauges::default());
 
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -79,6 +81,7 @@ impl Application {
                 .app_data(app_live.clone())
                 .app_data(app_brake.clone())
                 .app_data(export_slots.clone())
+                .app_data(queue_gauges.clone())
                 .app_data(writer)
                 .configure(visitor::routes)
                 .configure(agent::routes)

@@ -2,11 +2,13 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, FixedOffset, Utc};
 use leavemsg::agent::cursor;
 use leavemsg::credentials::SigningKey;
 use leavemsg::domain::TrustedProxies;
-use leavemsg::domain::{ChannelId, MessageText, PhoneNo, UserId, is_bidi_control, is_blank};
+use leavemsg::domain::{
+    CallbackAfter, ChannelId, MessageText, PhoneNo, UserId, is_bidi_control, is_blank,
+};
 use leavemsg::store::listing::Position;
 use leavemsg::visitor::client_ip::resolve;
 use leavemsg::visitor::leave_message::parse_body;
@@ -142,13 +144,64 @@ proptest! {
 
     #[test]
     fn leave_message_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
-        let _ = parse_body(&body);
+        let _ = parse_body(&body, Utc::now());
     }
 
     #[test]
     fn json_shaped_bodies_are_judged_by_their_fields(phone in "\\PC{0,40}", text in "\\PC{0,80}", extra in "\\PC{0,20}") {
         let body = serde_json::json!({"phoneNo": phone, "leaveMessage": text, "x": extra}).to_string();
         let expected = PhoneNo::parse(&phone).is_ok() && MessageText::parse(&text).is_ok();
-        prop_assert_eq!(parse_body(body.as_bytes()).is_ok(), expected);
+        prop_assert_eq!(parse_body(body.as_bytes(), Utc::now()).is_ok(), expected);
+    }
+
+    #[test]
+    fn callback_after_never_panics_and_stays_within_thirty_days(
+        // Any text; and texts shaped like RFC 3339 times, valid or nearly, that may land
+        // anywhere from the past to far ahead.
+        raw in "\\PC{0,80}|(?s).{0,80}|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,12})?([Zz]|[+-][0-9]{2}:?[0-9]{2})?|202[5-7]-(0[1-9]|1[0-2])-[0-2][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]Z",
+        // 2025 and 2026, so that some of the times shaped above are within 30 days.
+        now in 1_735_689_600i64..1_798_761_600,
+    ) {
+        let now = DateTime::from_timestamp(now, 0).unwrap();
+        match CallbackAfter::parse(&raw, now) {
+            Ok(parsed) => {
+                prop_assert!(parsed.at() >= now, "{} before {}", parsed.at(), now);
+                prop_assert!(parsed.at() <= now + Duration::days(30), "{} beyond 30 days", parsed.at());
+                prop_assert!(DateTime::parse_from_rfc3339(&raw).is_ok(), "{:?} accepted", raw);
+            }
+            Err(e) => prop_assert!(e.to_string().starts_with("callbackAfter "), "{}", e),
+        }
+    }
+
+    #[test]
+    fn a_time_with_any_offset_is_the_same_instant_or_now_or_refused(
+        now in NOW_RANGE,
+        ahead_ms in -100i64 * 86_400_000..100 * 86_400_000,
+        offset_minutes in -1439i32..=1439,
+        separator in "[Tt ]",
+    ) {
+        let now = DateTime::from_timestamp(now, 0).unwrap();
+        let at = now + Duration::milliseconds(ahead_ms);
+        let offset = FixedOffset::east_opt(offset_minutes * 60).unwrap();
+        let text = at
+            .with_timezone(&offset)
+            .format(&format!("%Y-%m-%d{separator}%H:%M:%S%.f%:z"))
+            .to_string();
+        let parsed = CallbackAfter::parse(&text, now).map(CallbackAfter::at);
+        if at > now + Duration::days(30) {
+            prop_assert_eq!(
+                parsed.clone().unwrap_err().to_string(),
+                "callbackAfter must be at most 30 days ahead"
+            );
+        } else {
+            prop_assert_eq!(parsed.clone(), Ok(at.max(now)), "{}", text);
+        }
+        // The same through a request body.
+        let body = serde_json::json!({"phoneNo": "123456", "leaveMessage": "hi", "callbackAfter": text}).to_string();
+        let from_body = parse_body(body.as_bytes(), now).map(|b| b.callback_after.map(CallbackAfter::at));
+        prop_assert_eq!(from_body.ok(), parsed.ok().map(Some));
     }
 }
+
+/// Unix seconds of "now" for the callbackAfter properties: 2000 to 2100.
+const NOW_RANGE: std::ops::Range<i64> = 946_684_800..4_102_444_800;

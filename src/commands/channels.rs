@@ -5,7 +5,7 @@ use anyhow::bail;
 use crate::cli::ChannelCommand;
 use crate::domain::{ChannelId, WebOrigin};
 use crate::store::Store;
-use crate::store::channels::{Channel, ChannelUpdate, NewChannel};
+use crate::store::channels::{CallbackSettings, Channel, ChannelUpdate, NewChannel};
 
 pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
     match command {
@@ -14,6 +14,7 @@ pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
             origins,
             cross_site,
             prompt,
+            callbacks,
         } => {
             let name = channel_name(&name)?;
             let origins = web_origins(&origins)?;
@@ -22,6 +23,7 @@ pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
                 origins: &origins,
                 cross_site,
                 prompt: prompt.as_deref().and_then(non_blank),
+                callbacks: callbacks.into(),
             };
             let id = store.create_channel(&new).await?;
             println!("created web channel {name:?}");
@@ -30,7 +32,7 @@ pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
         ChannelCommand::List => {
             let channels = store.channels().await?;
             println!(
-                "{:<36}  {:<8}  {:<10}  NAME / ORIGINS / PROMPT",
+                "{:<36}  {:<8}  {:<10}  NAME / ORIGINS / PROMPT / CALLBACKS",
                 "CONFIGURATION ID", "STATE", "COOKIE"
             );
             for c in channels {
@@ -51,6 +53,9 @@ pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
             origins,
             no_origins,
             cross_site,
+            max_attempts,
+            retry_minutes,
+            sla_minutes,
         } => {
             let id = configuration_id(&id)?;
             let name = name.as_deref().map(channel_name).transpose()?;
@@ -64,15 +69,21 @@ pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
                 prompt: prompt.as_deref().map(non_blank),
                 origins: origins.as_deref(),
                 cross_site,
+                max_attempts,
+                retry_minutes,
+                sla_minutes,
             };
             if change.name.is_none()
                 && change.prompt.is_none()
                 && change.origins.is_none()
                 && change.cross_site.is_none()
+                && change.max_attempts.is_none()
+                && change.retry_minutes.is_none()
+                && change.sla_minutes.is_none()
             {
                 bail!(
                     "nothing to change: give at least one of --name, --prompt, --origin, \
-                     --no-origins, --cross-site"
+                     --no-origins, --cross-site, --max-attempts, --retry-minutes, --sla-minutes"
                 );
             }
             let Some(channel) = store.update_channel(id, &change).await? else {
@@ -113,7 +124,8 @@ fn non_blank(text: &str) -> Option<&str> {
 }
 
 /// One channel: its id, state and cookie, then its name and origins; its prompt on a line of
-/// its own (quoted, so that line breaks and control characters show as escapes).
+/// its own (quoted, so that line breaks and control characters show as escapes); its callback
+/// settings on another, named as their flags are.
 fn print_channel(c: &Channel) {
     let state = if c.enabled { "enabled" } else { "disabled" };
     let cookie = if c.cross_site {
@@ -134,4 +146,14 @@ fn print_channel(c: &Channel) {
         Some(prompt) => println!("{:<62}prompt: {prompt:?}", ""),
         None => println!("{:<62}prompt: (default)", ""),
     }
+    let CallbackSettings {
+        max_attempts,
+        retry_minutes,
+        sla_minutes,
+    } = c.callbacks;
+    println!(
+        "{:<62}callbacks: max-attempts {max_attempts}, retry-minutes {retry_minutes}, \
+         sla-minutes {sla_minutes}",
+        ""
+    );
 }

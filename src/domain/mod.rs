@@ -1,5 +1,6 @@
 //! Values that enter from outside, parsed once into types that cannot hold bad data.
 
+mod callback_after;
 mod message_id;
 mod message_text;
 mod note;
@@ -10,6 +11,7 @@ mod trusted_proxies;
 mod visitor;
 mod web_origin;
 
+pub use callback_after::CallbackAfter;
 pub use message_id::MessageId;
 pub use message_text::MessageText;
 pub use note::Note;

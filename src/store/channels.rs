@@ -11,8 +11,34 @@ pub struct Channel {
     pub origins: Vec<String>,
     pub cross_site: bool,
     pub prompt: Option<String>,
+    pub callbacks: CallbackSettings,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
+}
+
+/// A channel's callback settings (CONTRACT §3.1); the table's CHECKs hold the same ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallbackSettings {
+    /// Call attempts a message gets (1-10).
+    pub max_attempts: i16,
+    /// Minutes after an unsuccessful attempt until the message is due again (1-10080).
+    pub retry_minutes: i32,
+    /// Minutes after it is due until a message not processed is overdue (1-43200).
+    pub sla_minutes: i32,
+}
+
+impl CallbackSettings {
+    pub const DEFAULT: CallbackSettings = CallbackSettings {
+        max_attempts: 3,
+        retry_minutes: 60,
+        sla_minutes: 240,
+    };
+}
+
+impl Default for CallbackSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// A `web_channel` row as read.
@@ -22,6 +48,9 @@ struct ChannelRow {
     origins: Vec<String>,
     cross_site: bool,
     prompt: Option<String>,
+    max_attempts: i16,
+    retry_minutes: i32,
+    sla_minutes: i32,
     enabled: bool,
     created_at: DateTime<Utc>,
 }
@@ -34,6 +63,11 @@ impl From<ChannelRow> for Channel {
             origins: r.origins,
             cross_site: r.cross_site,
             prompt: r.prompt,
+            callbacks: CallbackSettings {
+                max_attempts: r.max_attempts,
+                retry_minutes: r.retry_minutes,
+                sla_minutes: r.sla_minutes,
+            },
             enabled: r.enabled,
             created_at: r.created_at,
         }
@@ -45,6 +79,7 @@ pub struct NewChannel<'a> {
     pub origins: &'a [String],
     pub cross_site: bool,
     pub prompt: Option<&'a str>,
+    pub callbacks: CallbackSettings,
 }
 
 /// A change of a channel's settings: `None` leaves a setting as it is.
@@ -55,18 +90,26 @@ pub struct ChannelUpdate<'a> {
     pub prompt: Option<Option<&'a str>>,
     pub origins: Option<&'a [String]>,
     pub cross_site: Option<bool>,
+    pub max_attempts: Option<i16>,
+    pub retry_minutes: Option<i32>,
+    pub sla_minutes: Option<i32>,
 }
 
 impl Store {
     pub async fn create_channel(&self, new: &NewChannel<'_>) -> Result<ChannelId, StoreError> {
         let id = ChannelId::new_random();
         sqlx::query!(
-            "INSERT INTO web_channel (id, name, origins, cross_site, prompt) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO web_channel (id, name, origins, cross_site, prompt, max_attempts,
+                                      retry_minutes, sla_minutes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             id.as_uuid(),
             new.name,
             new.origins,
             new.cross_site,
             new.prompt,
+            new.callbacks.max_attempts,
+            new.callbacks.retry_minutes,
+            new.callbacks.sla_minutes,
         )
         .execute(self.pool())
         .await?;
@@ -79,7 +122,8 @@ impl Store {
             .run_retrying(move |pool| async move {
                 sqlx::query_as!(
                     ChannelRow,
-                    "SELECT id, name, origins, cross_site, prompt, enabled, created_at
+                    "SELECT id, name, origins, cross_site, prompt, max_attempts, retry_minutes, sla_minutes,
+                enabled, created_at
          FROM web_channel WHERE id = $1",
                     id.as_uuid()
                 )
@@ -93,7 +137,8 @@ impl Store {
     pub async fn channels(&self) -> Result<Vec<Channel>, StoreError> {
         let rows = sqlx::query_as!(
             ChannelRow,
-            "SELECT id, name, origins, cross_site, prompt, enabled, created_at
+            "SELECT id, name, origins, cross_site, prompt, max_attempts, retry_minutes, sla_minutes,
+                enabled, created_at
          FROM web_channel ORDER BY created_at, id"
         )
         .fetch_all(self.pool())
@@ -129,15 +174,22 @@ impl Store {
              SET name = coalesce($2, name),
                  prompt = CASE WHEN $3 THEN $4 ELSE prompt END,
                  origins = coalesce($5, origins),
-                 cross_site = coalesce($6, cross_site)
+                 cross_site = coalesce($6, cross_site),
+                 max_attempts = coalesce($7, max_attempts),
+                 retry_minutes = coalesce($8, retry_minutes),
+                 sla_minutes = coalesce($9, sla_minutes)
              WHERE id = $1
-             RETURNING id, name, origins, cross_site, prompt, enabled, created_at",
+             RETURNING id, name, origins, cross_site, prompt, max_attempts, retry_minutes,
+                       sla_minutes, enabled, created_at",
             id.as_uuid(),
             change.name,
             change.prompt.is_some(),
             change.prompt.flatten(),
             change.origins,
             change.cross_site,
+            change.max_attempts,
+            change.retry_minutes,
+            change.sla_minutes,
         )
         .fetch_optional(self.pool())
         .await?;

@@ -3,10 +3,11 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::{Store, StoreError};
-use crate::domain::{ChannelId, MessageText, PhoneNo};
+use crate::domain::{CallbackAfter, ChannelId, MessageText, PhoneNo};
 
 /// A validated message, ready to store.
 pub struct NewMessage {
@@ -15,6 +16,8 @@ pub struct NewMessage {
     pub user_name: String,
     pub phone: PhoneNo,
     pub text: MessageText,
+    /// The visitor's "do not call me before"; `None`: as soon as possible.
+    pub callback_after: Option<CallbackAfter>,
     pub client_ip: IpAddr,
     pub forwarded_for: Option<String>,
     pub user_agent: Option<String>,
@@ -41,6 +44,7 @@ pub enum Outcome {
 /// autocommits: every row is committed or none is. A row is written only if its token is still
 /// its visitor's current, unexpired token on an enabled channel, checked in the same statement;
 /// a row whose submission key is already stored (or repeated in the batch) is not written again.
+/// A row is due when received, or at the visitor's callbackAfter when that is later.
 /// Returns one outcome per row, in order.
 #[tracing::instrument(skip_all, fields(rows = rows.len()))]
 pub(super) async fn insert_batch(
@@ -58,6 +62,7 @@ pub(super) async fn insert_batch(
     let mut agents = Vec::with_capacity(rows.len());
     let mut keys = Vec::with_capacity(rows.len());
     let mut token_hashes = Vec::with_capacity(rows.len());
+    let mut callbacks_after = Vec::with_capacity(rows.len());
     for (m, token_hash) in rows {
         channel_ids.push(m.channel_id.as_uuid());
         user_ids.push(m.user_id.as_str());
@@ -70,18 +75,23 @@ pub(super) async fn insert_batch(
         agents.push(m.user_agent.as_deref());
         keys.push(&m.submission_key[..]);
         token_hashes.push(&token_hash[..]);
+        callbacks_after.push(m.callback_after.map(CallbackAfter::at));
     }
     let inserted: HashMap<Vec<u8>, i64> = sqlx::query!(
         r#"INSERT INTO leave_message (channel_id, user_id, user_name, phone_no, phone_digits,
                                       message, client_ip, forwarded_for, user_agent,
-                                      submission_key)
+                                      submission_key, callback_after, due_at)
+           -- now() is the transaction's start, which received_at defaults to: due_at is
+           -- received_at, or callback_after when later (greatest ignores a NULL).
            SELECT i.channel_id, i.user_id, i.user_name, i.phone_no, i.phone_digits, i.message,
-                  i.client_ip, i.forwarded_for, i.user_agent, i.submission_key
+                  i.client_ip, i.forwarded_for, i.user_agent, i.submission_key,
+                  i.callback_after, greatest(now(), i.callback_after)
            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                        $6::text[], $7::inet[], $8::text[], $9::text[], $10::bytea[],
-                       $11::bytea[])
+                       $11::bytea[], $12::timestamptz[])
                 AS i(channel_id, user_id, user_name, phone_no, phone_digits, message,
-                     client_ip, forwarded_for, user_agent, submission_key, token_hash)
+                     client_ip, forwarded_for, user_agent, submission_key, token_hash,
+                     callback_after)
            WHERE EXISTS (SELECT FROM visitor_token t
                          JOIN web_channel c ON c.id = t.channel_id AND c.enabled
                          WHERE t.channel_id = i.channel_id AND t.user_id = i.user_id
@@ -102,6 +112,7 @@ pub(super) async fn insert_batch(
         &agents as &[Option<&str>],
         &keys as &[&[u8]],
         &token_hashes as &[&[u8]],
+        &callbacks_after as &[Option<DateTime<Utc>>],
     )
     .fetch_all(&mut *connection)
     .await?

@@ -13,6 +13,7 @@ pub mod listing;
 pub mod messages;
 pub mod notify;
 pub mod queue;
+pub mod queue_levels;
 pub mod tokens;
 pub mod writer;
 

@@ -8,6 +8,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -18,7 +19,7 @@ use super::vendor_reply::{self, LeaveMessageResponse, Refusal};
 use super::{VisitorState, request};
 use crate::counters::{self, DbOperation};
 use crate::credentials::VerifiedToken;
-use crate::domain::{MessageText, PhoneNo};
+use crate::domain::{CallbackAfter, MessageText, PhoneNo};
 use crate::store::messages::{NewMessage, Outcome, Stored};
 use crate::store::writer::Writer;
 
@@ -33,6 +34,21 @@ struct RawLeaveMessage {
         rename = "leaveMessage"
     )]
     leave_message: Option<Value>,
+    #[serde(
+        default,
+        deserialize_with = "request::present",
+        rename = "callbackAfter"
+    )]
+    callback_after: Option<Value>,
+}
+
+/// A request body, parsed: what [`store`] writes.
+#[derive(Debug)]
+pub struct LeaveMessageBody {
+    pub phone: PhoneNo,
+    pub text: MessageText,
+    /// `None`: as soon as possible.
+    pub callback_after: Option<CallbackAfter>,
 }
 
 /// The request body, as documented; parsing (in [`parse_body`]) reports each problem by name.
@@ -58,6 +74,18 @@ pub struct LeaveMessageRequest {
         example = "12122331"
     )]
     leave_message: String,
+    /// Optional, beyond the vendor's interface: do not call before this time. An RFC 3339 time
+    /// with an offset (`Z` or `±hh:mm`); a time in the past counts as now, one more than 30
+    /// days ahead is refused. Absent or `null`: as soon as possible. Any other JSON type, an
+    /// empty text or a time without an offset is refused (code "3" naming callbackAfter).
+    #[schema(
+        rename = "callbackAfter",
+        format = DateTime,
+        nullable = true,
+        max_length = 64,
+        example = "2026-12-01T18:00:00+01:00"
+    )]
+    callback_after: Option<String>,
 }
 
 /// Leave a message (the vendor's doLeaveMessage). Answered only after the message is committed.
@@ -118,8 +146,8 @@ async fn accept(
     };
     let stored = async {
         let body = request::read_body(req, payload).await?;
-        let (phone, text) = parse_body(&body).map_err(Refusal::BadParams)?;
-        store(req, state, writer, caller, phone, text).await
+        let parsed = parse_body(&body, Utc::now()).map_err(Refusal::BadParams)?;
+        store(req, state, writer, caller, parsed).await
     };
     (stored.await, cors)
 }
@@ -130,9 +158,13 @@ async fn store(
     state: &VisitorState,
     writer: &Writer,
     caller: &Authenticated,
-    phone: PhoneNo,
-    text: MessageText,
+    parsed: LeaveMessageBody,
 ) -> Result<(), Refusal> {
+    let LeaveMessageBody {
+        phone,
+        text,
+        callback_after,
+    } = parsed;
     let channel = caller.holder.channel_id;
     let new = NewMessage {
         channel_id: channel,
@@ -141,6 +173,7 @@ async fn store(
         submission_key: submission_key(&caller.token, &phone, &text),
         phone,
         text,
+        callback_after,
         client_ip: caller.client_ip,
         forwarded_for: request::joined_header(req.headers(), "x-forwarded-for"),
         user_agent: request::header_str(req, header::USER_AGENT.as_str()).map(str::to_owned),
@@ -165,8 +198,9 @@ async fn store(
     }
 }
 
-/// Parses and validates the request body into its two fields.
-pub fn parse_body(body: &[u8]) -> Result<(PhoneNo, MessageText), String> {
+/// Parses and validates the request body, as received at `now`; the error is the
+/// `resultDesc` naming the first field refused.
+pub fn parse_body(body: &[u8], now: DateTime<Utc>) -> Result<LeaveMessageBody, String> {
     let raw: RawLeaveMessage = request::parse_object(body)?;
     let phone = request::string_field("phoneNo", raw.phone_no.as_ref())
         .and_then(PhoneNo::parse)
@@ -174,7 +208,20 @@ pub fn parse_body(body: &[u8]) -> Result<(PhoneNo, MessageText), String> {
     let text = request::string_field("leaveMessage", raw.leave_message.as_ref())
         .and_then(MessageText::parse)
         .map_err(|e| e.to_string())?;
-    Ok((phone, text))
+    let callback_after = match raw.callback_after {
+        // Absent, or null as JSON clients write an unset optional field: as soon as possible.
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            request::string_field(CallbackAfter::FIELD, Some(&value))
+                .and_then(|text| CallbackAfter::parse(text, now))
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    Ok(LeaveMessageBody {
+        phone,
+        text,
+        callback_after,
+    })
 }
 
 /// Identifies a submission: the same token, phone and text are one message.
@@ -192,12 +239,85 @@ fn submission_key(token: &VerifiedToken, phone: &PhoneNo, text: &MessageText) ->
 mod tests {
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn parse(body: &[u8]) -> Result<LeaveMessageBody, String> {
+        parse_body(body, now())
+    }
+
     #[test]
     fn the_seed_example_parses() {
-        let (phone, text) =
-            parse_body(br#"{"phoneNo": "123456", "leaveMessage": "12122331"}"#).unwrap();
-        assert_eq!(phone.as_str(), "123456");
-        assert_eq!(text.as_str(), "12122331");
+        let parsed = parse(br#"{"phoneNo": "123456", "leaveMessage": "12122331"}"#).unwrap();
+        assert_eq!(parsed.phone.as_str(), "123456");
+        assert_eq!(parsed.text.as_str(), "12122331");
+        assert_eq!(parsed.callback_after, None);
+    }
+
+    #[test]
+    fn callback_after_is_optional_and_null_means_as_soon_as_possible() {
+        let at =
+            |body: &str| parse(body.as_bytes()).map(|p| p.callback_after.map(CallbackAfter::at));
+        assert_eq!(
+            at(r#"{"phoneNo":"123456","leaveMessage":"hi","callbackAfter":null}"#),
+            Ok(None)
+        );
+        assert_eq!(
+            at(
+                r#"{"phoneNo":"123456","leaveMessage":"hi","callbackAfter":"2026-12-01T18:00:00+01:00"}"#
+            ),
+            Ok(Some(now() + chrono::Duration::hours(7)))
+        );
+        assert_eq!(
+            at(
+                r#"{"phoneNo":"123456","leaveMessage":"hi","callbackAfter":"2020-01-01T00:00:00Z"}"#
+            ),
+            Ok(Some(now()))
+        );
+    }
+
+    #[test]
+    fn a_bad_callback_after_is_named_and_its_text_not_echoed() {
+        let long = format!("\"{}\"", "9".repeat(10_000));
+        for (value, expected) in [
+            ("\"\"", "callbackAfter must be an RFC 3339 time"),
+            ("\"tomorrow\"", "callbackAfter must be an RFC 3339 time"),
+            (
+                "\"2026-12-01T18:00:00\"",
+                "callbackAfter must be an RFC 3339 time",
+            ),
+            (
+                "\"2027-01-01T00:00:00Z\"",
+                "callbackAfter must be at most 30 days ahead",
+            ),
+            ("1764612000", "callbackAfter must be a string"),
+            ("true", "callbackAfter must be a string"),
+            ("{}", "callbackAfter must be a string"),
+            (
+                "[\"2026-12-01T18:00:00Z\"]",
+                "callbackAfter must be a string",
+            ),
+            (long.as_str(), "callbackAfter must be an RFC 3339 time"),
+        ] {
+            let body =
+                format!(r#"{{"phoneNo":"123456","leaveMessage":"hi","callbackAfter":{value}}}"#);
+            let err = parse(body.as_bytes()).unwrap_err();
+            assert!(err.starts_with(expected), "{value:.40}: {err}");
+            assert!(!err.contains("tomorrow") && !err.contains("99999"), "{err}");
+        }
+        // The fields are checked in order: a bad phone number is reported first.
+        let body = r#"{"phoneNo":"x","leaveMessage":"hi","callbackAfter":"later"}"#;
+        assert!(parse(body.as_bytes()).unwrap_err().starts_with("phoneNo "));
+        let twice =
+            r#"{"phoneNo":"123456","leaveMessage":"hi","callbackAfter":null,"callbackAfter":null}"#;
+        assert!(
+            parse(twice.as_bytes())
+                .unwrap_err()
+                .contains("duplicate field")
+        );
     }
 
     #[test]
@@ -206,25 +326,21 @@ mod tests {
             r#"{{"phoneNo":"123456","leaveMessage":"{}"}}"#,
             "[{".repeat(500)
         );
-        assert!(parse_body(brackets_in_text.as_bytes()).is_ok());
+        assert!(parse(brackets_in_text.as_bytes()).is_ok());
         let escaped_quote = r#"{"phoneNo":"123456","leaveMessage":"say \"[[[\" ok"}"#;
-        assert!(parse_body(escaped_quote.as_bytes()).is_ok());
+        assert!(parse(escaped_quote.as_bytes()).is_ok());
         let deep_value = format!(
             r#"{{"phoneNo":{}1{},"leaveMessage":"hi"}}"#,
             "[".repeat(40),
             "]".repeat(40)
         );
-        assert!(
-            parse_body(deep_value.as_bytes())
-                .unwrap_err()
-                .contains("nested")
-        );
+        assert!(parse(deep_value.as_bytes()).unwrap_err().contains("nested"));
     }
 
     #[test]
     fn unknown_fields_are_ignored() {
         let body = br#"{"phoneNo":"123456","leaveMessage":"hi","extra":{"deep":[1,2,3]}}"#;
-        assert!(parse_body(body).is_ok());
+        assert!(parse(body).is_ok());
     }
 
     #[test]
@@ -266,7 +382,7 @@ mod tests {
             ),
         ];
         for (body, expected) in cases {
-            let err = parse_body(body).unwrap_err();
+            let err = parse(body).unwrap_err();
             assert!(
                 err.contains(expected),
                 "{:?}: {err}",
@@ -281,7 +397,7 @@ mod tests {
         body.push_str(&"[".repeat(100_000));
         body.push_str(&"]".repeat(100_000));
         body.push('}');
-        let err = parse_body(body.as_bytes()).unwrap_err();
+        let err = parse(body.as_bytes()).unwrap_err();
         assert!(err.contains("nested more than 32 levels"), "{err}");
     }
 }

@@ -131,6 +131,7 @@ async fn a_visitor_sees_a_field_error_then_leaves_a_message() {
             origins: &[],
             cross_site: false,
             prompt: Some("Our lines are busy <b>right now</b>."),
+            callbacks: Default::default(),
         })
         .await
         .unwrap();

@@ -383,3 +383,140 @@ async fn bad_updates_are_refused_in_one_line_and_change_nothing() {
     let out = ok(&url, &["channel", "update", &channel, "--name", &name]);
     assert!(out.contains(&name), "{out}");
 }
+
+/// The callback settings of a channel, as stored.
+async fn callback_settings(url: &str, channel: &str) -> (i16, i32, i32) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let settings = sqlx::query_as(
+        "SELECT max_attempts, retry_minutes, sla_minutes FROM web_channel WHERE id = $1::uuid",
+    )
+    .bind(channel)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    settings
+}
+
+/// The `channel list` line of a channel's callback settings.
+fn listed_callbacks(list: &str, channel: &str) -> String {
+    let mut lines = list.lines().skip_while(|l| !l.starts_with(channel));
+    lines
+        .find_map(|l| l.trim().strip_prefix("callbacks: "))
+        .unwrap_or_else(|| panic!("no callbacks line for {channel}:\n{list}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn callback_settings_default_are_set_kept_and_listed() {
+    let url = fresh_migrated_database().await;
+    let plain = ok(&url, &["channel", "create", "--name", "Plain"]);
+    let plain = plain.lines().last().unwrap().to_owned();
+    assert_eq!(callback_settings(&url, &plain).await, (3, 60, 240));
+    let tuned = ok(
+        &url,
+        &[
+            "channel",
+            "create",
+            "--name",
+            "Tuned",
+            "--prompt",
+            "Kept prompt",
+            "--max-attempts",
+            "5",
+            "--retry-minutes",
+            "15",
+            "--sla-minutes",
+            "30",
+        ],
+    );
+    let tuned = tuned.lines().last().unwrap().to_owned();
+    assert_eq!(callback_settings(&url, &tuned).await, (5, 15, 30));
+    let list = ok(&url, &["channel", "list"]);
+    assert_eq!(
+        listed_callbacks(&list, &plain),
+        "max-attempts 3, retry-minutes 60, sla-minutes 240"
+    );
+    assert_eq!(
+        listed_callbacks(&list, &tuned),
+        "max-attempts 5, retry-minutes 15, sla-minutes 30"
+    );
+
+    // An update changes what it names and keeps everything else.
+    let out = ok(
+        &url,
+        &["channel", "update", &tuned, "--retry-minutes", "120"],
+    );
+    assert!(
+        out.contains("callbacks: max-attempts 5, retry-minutes 120, sla-minutes 30"),
+        "{out}"
+    );
+    assert_eq!(callback_settings(&url, &tuned).await, (5, 120, 30));
+    assert_eq!(callback_settings(&url, &plain).await, (3, 60, 240));
+    let list = ok(&url, &["channel", "list"]);
+    assert!(
+        list.contains("Tuned") && list.contains(r#"prompt: "Kept prompt""#),
+        "{list}"
+    );
+    // The ends of each range are accepted.
+    for (flag, low, high) in [
+        ("--max-attempts", "1", "10"),
+        ("--retry-minutes", "1", "10080"),
+        ("--sla-minutes", "1", "43200"),
+    ] {
+        for value in [low, high] {
+            ok(&url, &["channel", "update", &plain, flag, value]);
+        }
+    }
+    assert_eq!(callback_settings(&url, &plain).await, (10, 10080, 43200));
+    ok(
+        &url,
+        &[
+            "channel",
+            "create",
+            "--name",
+            "Lowest",
+            "--max-attempts",
+            "1",
+            "--retry-minutes",
+            "1",
+            "--sla-minutes",
+            "1",
+        ],
+    );
+
+    // Outside a range, or not a number: clap's refusal (status 2) names the range; nothing
+    // changes.
+    let before = ok(&url, &["channel", "list"]);
+    for (flag, value, range) in [
+        ("--max-attempts", "0", "1..=10"),
+        ("--max-attempts", "11", "1..=10"),
+        ("--max-attempts", "99999", "1..=10"),
+        ("--retry-minutes", "0", "1..=10080"),
+        ("--retry-minutes", "10081", "1..=10080"),
+        ("--sla-minutes", "0", "1..=43200"),
+        ("--sla-minutes", "43201", "1..=43200"),
+        ("--sla-minutes", "99999999999", "1..=43200"),
+    ] {
+        for args in [
+            vec!["channel", "update", tuned.as_str(), flag, value],
+            vec!["channel", "create", "--name", "Refused", flag, value],
+        ] {
+            let err = refused(&url, &args, 2);
+            assert!(err.contains(flag) && err.contains(range), "{args:?}: {err}");
+        }
+    }
+    for (flag, value) in [
+        ("--max-attempts", "three"),
+        ("--retry-minutes", "1.5"),
+        ("--sla-minutes", ""),
+        ("--max-attempts", "-1"),
+    ] {
+        let err = refused(&url, &["channel", "update", &tuned, flag, value], 2);
+        assert!(
+            err.contains(flag) || err.contains(value),
+            "{flag} {value}: {err}"
+        );
+    }
+    assert_eq!(ok(&url, &["channel", "list"]), before);
+}

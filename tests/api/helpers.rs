@@ -260,6 +260,7 @@ impl TestApp {
                 origins: &origins,
                 cross_site,
                 prompt: None,
+                callbacks: Default::default(),
             })
             .await
             .expect("create channel");

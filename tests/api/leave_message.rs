@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -44,7 +45,9 @@ async fn the_seed_example_gets_the_seed_response_and_stores_the_row() {
                     'phone_no', phone_no, 'phone_digits', phone_digits, 'message', message,
                     'client_ip', host(client_ip), 'forwarded_for', forwarded_for,
                     'user_agent', user_agent, 'status', status,
-                    'received_recently', received_at > now() - interval '1 hour')::text
+                    'received_recently', received_at > now() - interval '1 hour',
+                    'callback_after', callback_after, 'due_when_received', due_at = received_at,
+                    'attempts', attempts)::text
          FROM leave_message",
     )
     .fetch_one(&app.pool)
@@ -56,7 +59,8 @@ async fn the_seed_example_gets_the_seed_response_and_stores_the_row() {
             "channel_id": channel, "user_id": "visitor-1", "user_name": "Visitor",
             "phone_no": "123456", "phone_digits": "123456", "message": "12122331",
             "client_ip": "127.0.0.1", "forwarded_for": "10.10.10.3, 10.10.10.4",
-            "user_agent": "java/socket", "status": "pending", "received_recently": true
+            "user_agent": "java/socket", "status": "pending", "received_recently": true,
+            "callback_after": null, "due_when_received": true, "attempts": 0
         })
     );
 }
@@ -413,7 +417,7 @@ async fn no_valid_token_means_401_whatever_the_body() {
     let expired = key.issue(
         leavemsg::domain::ChannelId::parse(&channel).unwrap(),
         leavemsg::domain::UserId::parse("visitor-1").unwrap(),
-        chrono::Utc::now() - chrono::Duration::hours(2),
+        Utc::now() - chrono::Duration::hours(2),
         chrono::Duration::hours(1),
     );
     let (status, got) = reply(
@@ -431,7 +435,7 @@ async fn no_valid_token_means_401_whatever_the_body() {
     let unissued = key.issue(
         leavemsg::domain::ChannelId::parse(&channel).unwrap(),
         leavemsg::domain::UserId::parse("visitor-1").unwrap(),
-        chrono::Utc::now(),
+        Utc::now(),
         chrono::Duration::hours(1),
     );
     let (status, _) = reply(
@@ -781,4 +785,139 @@ async fn a_replaced_token_does_not_shadow_a_current_one() {
         .unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(app.message_count().await, 2);
+}
+
+/// `callback_after`, `due_at` and `received_at` of the message with this text.
+async fn times_of(
+    app: &TestApp,
+    text: &str,
+) -> (Option<DateTime<Utc>>, DateTime<Utc>, DateTime<Utc>) {
+    sqlx::query_as(
+        "SELECT callback_after, due_at, received_at FROM leave_message WHERE message = $1",
+    )
+    .bind(text)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn callback_after_decides_when_the_message_is_due() {
+    let app = spawn_app().await;
+    let (_, token) = app.channel_and_token().await;
+    let in_five_hours = Utc::now() + chrono::Duration::hours(5);
+    // In India's time, to the microsecond (PostgreSQL's precision).
+    let in_five_hours = DateTime::from_timestamp_micros(in_five_hours.timestamp_micros()).unwrap();
+    let india = FixedOffset::east_opt(5 * 3600 + 1800).unwrap();
+    let nearly_thirty_days = Utc::now() + chrono::Duration::days(30) - chrono::Duration::minutes(5);
+    let cases = [
+        (
+            "later",
+            json!(
+                in_five_hours
+                    .with_timezone(&india)
+                    .to_rfc3339_opts(SecondsFormat::Micros, false)
+            ),
+        ),
+        ("far", json!(nearly_thirty_days.to_rfc3339())),
+        ("past", json!("2001-02-03T04:05:06Z")),
+        ("null", Value::Null),
+    ];
+    for (text, callback_after) in &cases {
+        let body =
+            json!({"phoneNo": "123456", "leaveMessage": text, "callbackAfter": callback_after});
+        let (status, body) = reply(app.leave_message(&token, &body).await).await;
+        assert_eq!(
+            (status, body["resultCode"].as_str()),
+            (200, Some("0")),
+            "{text}: {body}"
+        );
+    }
+
+    let (after, due, received) = times_of(&app, "later").await;
+    assert_eq!(after, Some(in_five_hours));
+    assert_eq!(due, in_five_hours);
+    assert!(received < due);
+    let (after, due, _) = times_of(&app, "far").await;
+    assert_eq!(Some(due), after);
+    assert!(due > Utc::now() + chrono::Duration::days(29));
+    // A time in the past counts as now: the message is due when received.
+    let (after, due, received) = times_of(&app, "past").await;
+    let after = after.expect("kept as the time it was received");
+    assert!(after <= received && after > received - chrono::Duration::minutes(1));
+    assert_eq!(due, received);
+    let (after, due, received) = times_of(&app, "null").await;
+    assert_eq!((after, due), (None, received));
+}
+
+#[tokio::test]
+async fn a_bad_callback_after_is_code_3_naming_it_and_stores_nothing() {
+    let app = spawn_app().await;
+    let (_, token) = app.channel_and_token().await;
+    let too_far =
+        (Utc::now() + chrono::Duration::days(30) + chrono::Duration::minutes(5)).to_rfc3339();
+    // As large as a body may be: 64 KiB in all.
+    let oversized = "2".repeat(64 * 1024 - 100);
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!(too_far),
+            "callbackAfter must be at most 30 days ahead",
+        ),
+        (
+            json!("9999-12-31T23:59:59Z"),
+            "callbackAfter must be at most 30 days ahead",
+        ),
+        (
+            json!("tomorrow after 5"),
+            "callbackAfter must be an RFC 3339 time with an offset",
+        ),
+        (
+            json!(""),
+            "callbackAfter must be an RFC 3339 time with an offset",
+        ),
+        (
+            json!("2026-12-01T18:00:00"),
+            "callbackAfter must be an RFC 3339 time with an offset",
+        ),
+        (
+            json!("2026-12-01"),
+            "callbackAfter must be an RFC 3339 time with an offset",
+        ),
+        (
+            json!("2026-13-01T18:00:00Z"),
+            "callbackAfter must be an RFC 3339 time with an offset",
+        ),
+        (
+            json!("2026-12-01T18:00:00Z\u{0}"),
+            "callbackAfter must be an RFC 3339 time with an offset",
+        ),
+        (
+            json!(oversized),
+            "callbackAfter must be an RFC 3339 time with an offset",
+        ),
+        (json!(1_764_612_000), "callbackAfter must be a string"),
+        (json!(false), "callbackAfter must be a string"),
+        (
+            json!({"at": "2026-12-01T18:00:00Z"}),
+            "callbackAfter must be a string",
+        ),
+        (
+            json!(["2026-12-01T18:00:00Z"]),
+            "callbackAfter must be a string",
+        ),
+    ];
+    for (callback_after, expected) in cases {
+        let body =
+            json!({"phoneNo": "123456", "leaveMessage": "hi", "callbackAfter": callback_after});
+        let (status, got) = reply(app.leave_message(&token, &body).await).await;
+        assert_eq!(status, 200, "{callback_after:.60}");
+        assert_eq!(got["returnCode"], "3", "{callback_after:.60}");
+        assert_eq!(got["resultCode"], "3");
+        assert_eq!(got["description"], "the leaveMessageParams is error.");
+        let desc = got["resultDesc"].as_str().unwrap();
+        assert!(desc.starts_with(expected), "{callback_after:.60}: {desc}");
+        // What was sent is not echoed back.
+        assert!(desc.len() < 100, "{desc}");
+    }
+    assert_eq!(app.message_count().await, 0);
 }

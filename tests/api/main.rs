@@ -17,5 +17,6 @@ mod leave_message;
 mod operations;
 mod origins;
 mod process;
+mod queue_metrics;
 mod stream;
 mod writer;

@@ -21,6 +21,7 @@ async fn prepared_database() -> (String, String) {
             origins: &[],
             cross_site: false,
             prompt: None,
+            callbacks: Default::default(),
         })
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use leavemsg::domain::{ChannelId, MessageText, PhoneNo};
+use leavemsg::domain::{CallbackAfter, ChannelId, MessageText, PhoneNo};
 use leavemsg::store::Store;
 use leavemsg::store::messages::{NewMessage, Outcome, Stored};
 use leavemsg::store::writer::Writer;
@@ -18,6 +18,7 @@ fn message(channel: &str, user: &str, text: &str, forwarded_for: Option<&str>) -
         user_name: "n".to_owned(),
         phone: PhoneNo::parse("123456").unwrap(),
         text: MessageText::parse(text).unwrap(),
+        callback_after: None,
         client_ip: "192.0.2.1".parse::<IpAddr>().unwrap(),
         forwarded_for: forwarded_for.map(str::to_owned),
         user_agent: None,
@@ -102,6 +103,42 @@ async fn each_row_is_answered_for_itself(window: Duration) {
         .unwrap();
     assert_eq!(texts.len(), 20, "{texts:?}");
     assert!(!texts.contains(&"stale".to_owned()) && !texts.contains(&"bad row".to_owned()));
+}
+
+#[tokio::test]
+async fn rows_of_one_batch_keep_their_own_callback_times() {
+    let app = spawn_app().await;
+    let channel = app.create_channel().await;
+    let token = app.token_for(&channel, "v").await;
+    let writer = Writer::start(&app.store, Duration::from_millis(50));
+    let now = chrono::Utc::now();
+    // Every third row as soon as possible, the others i hours ahead.
+    let wanted = |i: i64| (i % 3 != 0).then(|| now + chrono::Duration::hours(i));
+    let calls = (0..30).map(|i| {
+        let mut m = message(&channel, "v", &format!("m{i}"), None);
+        m.callback_after = wanted(i).map(|at| CallbackAfter::parse(&at.to_rfc3339(), now).unwrap());
+        writer.write(m, hash(&token))
+    });
+    for outcome in futures_util::future::join_all(calls).await {
+        assert!(
+            matches!(outcome, Ok(Outcome::Stored(Stored::New(_)))),
+            "{outcome:?}"
+        );
+    }
+    let rows: Vec<(String, Option<chrono::DateTime<chrono::Utc>>, bool)> = sqlx::query_as(
+        "SELECT message, callback_after, due_at = greatest(received_at, callback_after)
+         FROM leave_message",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 30);
+    for (text, after, due_as_asked) in rows {
+        let i: i64 = text[1..].parse().unwrap();
+        let micros = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
+        assert_eq!(after.map(micros), wanted(i).map(micros), "{text}");
+        assert!(due_as_asked, "{text}");
+    }
 }
 
 #[tokio::test]
