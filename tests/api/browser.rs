@@ -534,3 +534,81 @@ async fn the_console_says_when_live_updates_are_off_and_catches_up_when_they_are
     screenshot(&c, "console-live-back").await;
     c.close().await.unwrap();
 }
+
+/// Waits until a script returns true.
+async fn script_true(client: &Client, script: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        if client.execute(script, vec![]).await.ok() == Some(json!(true)) {
+            return;
+        }
+        assert!(start.elapsed() < WAIT, "never true: {script}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The console reloads its list when its stream connects. A message that arrives live while
+/// that reload is on its way (the page was read before the message was stored) stays shown:
+/// the reload's answer is held in the page until the message is on screen, then let go.
+#[tokio::test]
+async fn a_message_arriving_while_the_list_reloads_stays_shown() {
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    let (_, token) = app.channel_and_token().await;
+    let c = browser().await;
+    c.goto(&app.url("/console")).await.unwrap();
+    // The second read of the list (the stream's reload) is answered by the server at once, and
+    // handed to the console only when the test says so.
+    c.execute(
+        r#"window.listReads = 0; window.held = [];
+           const realFetch = window.fetch.bind(window);
+           window.fetch = (url, options) => {
+             const answer = realFetch(url, options);
+             if (!String(url).startsWith("/api/v1/messages?") || ++window.listReads !== 2) {
+               return answer;
+             }
+             return answer.then((r) => new Promise((resolve) => window.held.push(() => resolve(r))));
+           };"#,
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Id("api-key"))
+        .await
+        .unwrap()
+        .send_keys(&key)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#sign-in-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&c, "#live", |t| t.ends_with("on")).await;
+    script_true(&c, "return window.held.length === 1").await;
+
+    let id = app
+        .store_message(&token, "+44 20 7946 0958", "arrived live")
+        .await;
+    let row = format!("tr[data-id=\"{id}\"]");
+    text_when(&c, &format!("{row} td.text"), |t| t == "arrived live").await;
+    // Rows shown before the reload are marked; the reload renders every row afresh.
+    c.execute(
+        "for (const tr of document.querySelectorAll('#rows tr')) tr.dataset.before = '1';
+         window.held.forEach((release) => release());",
+        vec![],
+    )
+    .await
+    .unwrap();
+    script_true(
+        &c,
+        "return document.querySelectorAll('#rows tr[data-before]').length === 0",
+    )
+    .await;
+    let text = c
+        .find(Locator::Css(&format!("{row} td.text")))
+        .await
+        .map_err(|_| "the reload's older page hid the message that arrived meanwhile");
+    assert_eq!(text.unwrap().text().await.unwrap(), "arrived live");
+}

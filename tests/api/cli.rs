@@ -594,11 +594,13 @@ async fn probe_fails_when_the_server_cannot_reach_its_database() {
         &last.unwrap(),
         &format!("http://{listen}/readyz answered 503: not ready"),
     );
-    assert!(
-        server.log().contains("not ready: database unreachable"),
-        "{}",
-        server.log()
-    );
+    // The server's log is read by a thread of its own: wait for the line rather than expect it
+    // to be there the moment the probe has its answer.
+    let logged = wait_until(Duration::from_secs(60), || async {
+        server.log().contains("not ready: database unreachable")
+    })
+    .await;
+    assert!(logged, "{}", server.log());
 }
 
 /// The uid of `user`, or of this process when `None` (`id -u`).

@@ -624,6 +624,8 @@ pub struct ServerProcess {
     child: std::process::Child,
     pub port: u16,
     log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Set once the log's pipe has closed (everything it wrote has been read).
+    drained: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ServerProcess {
@@ -644,6 +646,8 @@ impl ServerProcess {
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = log.clone();
+        let drained = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let at_end = drained.clone();
         // Keeps draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -664,6 +668,7 @@ impl ServerProcess {
                 log.push_str(&line);
                 log.push('\n');
             }
+            at_end.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         let Ok(port) = rx.recv_timeout(Duration::from_secs(60)) else {
             let _ = child.kill();
@@ -672,7 +677,12 @@ impl ServerProcess {
                 log.lock().unwrap()
             );
         };
-        ServerProcess { child, port, log }
+        ServerProcess {
+            child,
+            port,
+            log,
+            drained,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -692,6 +702,14 @@ impl ServerProcess {
         let start = Instant::now();
         while start.elapsed() < deadline {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Its last lines may still be in the pipe: read them (a process it started, such
+                // as an embedded cluster, may hold the pipe open, hence the bound).
+                let read = Instant::now();
+                while !self.drained.load(std::sync::atomic::Ordering::SeqCst)
+                    && read.elapsed() < Duration::from_secs(10)
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -126,9 +126,38 @@ function matchesFilters(m) {
   return true;
 }
 
+// Messages that arrived (from the live stream, or as the answer to this agent's own action)
+// while a reload was under way: the reloaded page may have been read before, so they are
+// applied again on top of it.
+let liveDuringReload = [];
+let reloading = 0;
+
+// Shows a message as it is now, or takes it out of the list if it no longer matches.
+function show(m) {
+  if (matchesFilters(m)) put(m);
+  else { shown.get(m.id)?.remove(); shown.delete(m.id); }
+}
+
+function arrived(m) {
+  show(m);
+  if (reloading > 0) liveDuringReload.push(m);
+}
+
 // Reads the first page again (reset) or the next one. `quiet`: a reload the agent did not ask
 // for (the live stream's), which leaves the notice alone.
 async function load(reset, quiet) {
+  if (!reset) return loadPage(false, quiet);
+  reloading += 1;
+  const mark = liveDuringReload.length;
+  try {
+    return await loadPage(true, quiet, mark);
+  } finally {
+    reloading -= 1;
+    if (reloading === 0) liveDuringReload = [];
+  }
+}
+
+async function loadPage(reset, quiet, mark) {
   const q = filterQuery();
   q.set("limit", "100");
   if (cursor && !reset) q.set("cursor", cursor);
@@ -141,6 +170,7 @@ async function load(reset, quiet) {
     $("rows").replaceChildren();
   }
   for (const m of page.items) put(m, true);
+  if (reset) for (const m of liveDuringReload.slice(mark)) show(m);
   cursor = page.nextCursor;
   $("more").hidden = !cursor;
   if (!reset) return;
@@ -161,7 +191,7 @@ async function change(id, action, body) {
   if (!response.ok) return problem(response);
   const m = await response.json();
   notice("success", `Message ${m.id} is now ${m.status}.`);
-  if (matchesFilters(m)) put(m); else { shown.get(m.id)?.remove(); shown.delete(m.id); }
+  arrived(m);
 }
 
 async function claimNext() {
@@ -170,7 +200,7 @@ async function claimNext() {
   if (!response.ok) return problem(response);
   const m = await response.json();
   notice("success", `You have message ${m.id}: call ${m.phoneNo}.`);
-  if (matchesFilters(m)) put(m); else { shown.get(m.id)?.remove(); shown.delete(m.id); }
+  arrived(m);
 }
 
 async function exportCsv() {
@@ -249,7 +279,7 @@ async function readStream(response, resumed) {
         if (event.data.length === 0) return;
         if (event.type === "message") {
           const m = JSON.parse(event.data.join("\n"));
-          if (matchesFilters(m)) put(m);
+          arrived(m);
         } else if (event.type === "reset" || event.type === "lagged") {
           // Some updates were not (or cannot be) sent: the list is read again instead.
           load(true, true).catch(() => {});
