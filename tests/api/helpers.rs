@@ -523,7 +523,8 @@ impl EventReader {
     /// Reads until `needle` has arrived; false if it has not within `deadline`.
     pub async fn wait_for(&mut self, needle: &str, deadline: Duration) -> bool {
         let start = Instant::now();
-        while !self.text.contains(needle) {
+        // In the complete events only: a chunk can end in the middle of one.
+        while !self.complete().contains(needle) {
             let left = deadline.saturating_sub(start.elapsed());
             match tokio::time::timeout(left, self.response.chunk()).await {
                 Ok(Ok(Some(chunk))) => self.text.push_str(&String::from_utf8_lossy(&chunk)),
@@ -606,9 +607,17 @@ impl EventReader {
             .collect()
     }
 
-    /// The `data:` payloads of the `message` events read so far.
-    pub fn messages(&self) -> Vec<Value> {
+    /// The text of the events read completely so far, each with its closing blank line (the
+    /// last one may still be arriving: a chunk can end in the middle of an event).
+    fn complete(&self) -> &str {
         self.text
+            .rfind("\n\n")
+            .map_or("", |end| &self.text[..end + 2])
+    }
+
+    /// The `data:` payloads of the complete `message` events read so far.
+    pub fn messages(&self) -> Vec<Value> {
+        self.complete()
             .split("\n\n")
             .filter(|event| event.lines().any(|l| l == "event: message"))
             .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
