@@ -2,7 +2,6 @@
 //! `agent enable`) through the real binary, against two server instances on one database: a
 //! change made by the command line takes effect on both as soon as the command has exited.
 
-use std::process::Output;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -11,30 +10,15 @@ use crate::helpers::*;
 
 const API: &str = "/api/v1/messages";
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn ok(url: &str, args: &[&str]) -> String {
-    let out = run_leavemsg(url, args);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    stdout(&out)
-}
-
 /// Runs a command that must fail with one line on stderr; returns that line.
 fn refused(url: &str, args: &[&str]) -> String {
     let out = run_leavemsg(url, args);
     assert!(
         !out.status.success(),
         "{args:?} succeeded: {}",
-        stdout(&out)
+        stdout_of(&out)
     );
-    let err = stderr(&out);
+    let err = stderr_of(&out);
     assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     err.trim().to_owned()
 }
@@ -459,8 +443,12 @@ async fn a_claim_racing_a_disable_leaves_nothing_with_the_disabled_agent() {
     assert!(waiting, "disable did not wait for the claim under way");
     claim.commit().await.unwrap();
     let out = disable.join().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("1 message(s)"), "{}", stdout(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stdout_of(&out).contains("1 message(s)"),
+        "{}",
+        stdout_of(&out)
+    );
 
     let status: String = sqlx::query_scalar("SELECT status FROM leave_message WHERE id = $1")
         .bind(first)

@@ -3,28 +3,12 @@
 //! CORS (preflights, calls, refusals) and the next token's cookie follow on both as soon as the
 //! command has exited.
 
-use std::process::Output;
-
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
 const OLD: &str = "https://old.example";
 const NEW: &str = "https://new.example";
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(url: &str, args: &[&str]) -> String {
-    let out = run_leavemsg(url, args);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    stdout(&out)
-}
 
 /// The one line a refused command says (exit status 1), or clap's refusal (status 2).
 fn refused(url: &str, args: &[&str], status: i32) -> String {
@@ -33,9 +17,9 @@ fn refused(url: &str, args: &[&str], status: i32) -> String {
         out.status.code(),
         Some(status),
         "{args:?}: {}",
-        stdout(&out)
+        stdout_of(&out)
     );
-    let err = stderr(&out);
+    let err = stderr_of(&out);
     if status == 1 {
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }

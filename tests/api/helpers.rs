@@ -761,3 +761,20 @@ pub async fn fresh_migrated_database() -> String {
     pool.close().await;
     url
 }
+
+/// A finished command's standard output, as text.
+pub fn stdout_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A finished command's standard error, as text.
+pub fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `leavemsg ARGS` on the database at `url`, which must succeed; returns its stdout.
+pub fn ok(url: &str, args: &[&str]) -> String {
+    let out = run_leavemsg(url, args);
+    assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+    stdout_of(&out)
+}
