@@ -346,7 +346,7 @@ async fn an_agent_sees_a_hostile_message_arrive_as_text_claims_and_processes_it(
         .await
         .unwrap();
     assert_eq!(pwned, json!(true), "the message's script ran");
-    screenshot(&c, "console").await;
+    screenshot(&c, "console-arrived").await;
 
     c.find(Locator::Css(&format!("{row} button")))
         .await
@@ -385,7 +385,7 @@ async fn an_agent_sees_a_hostile_message_arrive_as_text_claims_and_processes_it(
         .await
         .unwrap();
     c.find(Locator::XPath(&format!(
-        "//tr[@data-id='{id}']//button[text()='Done']"
+        "//tr[@data-id='{id}']//button[text()='Close']"
     )))
     .await
     .unwrap()
@@ -593,17 +593,18 @@ async fn a_message_arriving_while_the_list_reloads_stays_shown() {
         .await;
     let row = format!("tr[data-id=\"{id}\"]");
     text_when(&c, &format!("{row} td.text"), |t| t == "arrived live").await;
-    // Rows shown before the reload are marked; the reload renders every row afresh.
-    c.execute(
-        "for (const tr of document.querySelectorAll('#rows tr')) tr.dataset.before = '1';
-         window.held.forEach((release) => release());",
-        vec![],
-    )
-    .await
-    .unwrap();
+    // The list is busy while a reload is on its way, and no longer once it was applied.
     script_true(
         &c,
-        "return document.querySelectorAll('#rows tr[data-before]').length === 0",
+        "return document.getElementById('rows').getAttribute('aria-busy') === 'true'",
+    )
+    .await;
+    c.execute("window.held.forEach((release) => release());", vec![])
+        .await
+        .unwrap();
+    script_true(
+        &c,
+        "return !document.getElementById('rows').hasAttribute('aria-busy')",
     )
     .await;
     let text = c
@@ -611,4 +612,321 @@ async fn a_message_arriving_while_the_list_reloads_stays_shown() {
         .await
         .map_err(|_| "the reload's older page hid the message that arrived meanwhile");
     assert_eq!(text.unwrap().text().await.unwrap(), "arrived live");
+}
+
+/// The form's "when can we call you": a day and time in the browser's own zone, sent as
+/// callbackAfter with its offset, explained in words; checked before sending.
+#[tokio::test]
+async fn a_visitor_asks_to_be_called_not_before_a_day_and_time() {
+    let app = spawn_app().await;
+    let channel = app.create_channel().await;
+    let c = browser().await;
+    c.goto(&app.url(&format!("/web/{channel}"))).await.unwrap();
+    let hint = text_when(&c, "#when-hint", |t| !t.is_empty()).await;
+    assert_eq!(hint, "We will call you as soon as someone is free.");
+    script_true(&c, "return document.getElementById('when-later').hidden").await;
+
+    c.find(Locator::Id("phone"))
+        .await
+        .unwrap()
+        .send_keys("+1 555 0107")
+        .await
+        .unwrap();
+    c.find(Locator::Id("message"))
+        .await
+        .unwrap()
+        .send_keys("After work, please")
+        .await
+        .unwrap();
+    c.find(Locator::Id("when-later-choice"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    script_true(&c, "return !document.getElementById('when-later').hidden").await;
+    text_when(&c, "#when-hint", |t| {
+        t.starts_with("Choose a day and a time")
+    })
+    .await;
+    c.find(Locator::Id("send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = text_when(&c, "#when-error", |t| !t.is_empty()).await;
+    assert!(
+        error.starts_with("Please choose a day and a time"),
+        "{error}"
+    );
+
+    // Beyond 30 days (typed past the date picker's bounds): said before anything is sent.
+    let set_day = |days: i64| {
+        format!(
+            "const d = new Date(Date.now() + {days} * 86400000);
+             const day = `${{d.getFullYear()}}-${{String(d.getMonth() + 1).padStart(2, '0')}}-${{String(d.getDate()).padStart(2, '0')}}`;
+             const input = document.getElementById('when-day');
+             input.value = day;
+             input.dispatchEvent(new Event('input', {{ bubbles: true }}));
+             const time = document.getElementById('when-time');
+             time.value = '18:00';
+             time.dispatchEvent(new Event('input', {{ bubbles: true }}));
+             return day;"
+        )
+    };
+    c.execute(&set_day(40), vec![]).await.unwrap();
+    c.find(Locator::Id("send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&c, "#when-error", |t| {
+        t == "Please choose a time within the next 30 days."
+    })
+    .await;
+    assert_eq!(app.message_count().await, 0);
+
+    let day = c.execute(&set_day(1), vec![]).await.unwrap();
+    let day = day.as_str().unwrap().to_owned();
+    let hint = text_when(&c, "#when-hint", |t| {
+        t.starts_with("We will not call you before")
+    })
+    .await;
+    assert!(hint.contains("your time"), "{hint}");
+    screenshot(&c, "visitor-form-later").await;
+    c.find(Locator::Id("send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let done = text_when(&c, "#result", |t| t.starts_with("Thank you")).await;
+    assert!(done.contains("not before"), "{done}");
+
+    // What was stored is that local time, in the browser's zone.
+    let expected: Value = c
+        .execute(
+            &format!("return new Date('{day}T18:00:00').toISOString()"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let expected: chrono::DateTime<chrono::Utc> = expected.as_str().unwrap().parse().unwrap();
+    let (after, due): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT callback_after, due_at FROM leave_message")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!((after, due), (expected, expected));
+    // The form is back to "as soon as possible" for the next message.
+    script_true(&c, "return document.getElementById('when-later').hidden").await;
+    c.close().await.unwrap();
+}
+
+/// CONTRACT §3.1 in the console: counts on top, "attempt 1 of 3", due and overdue in words and
+/// colour, one click for a call's result, the history on demand, `tel:` links. Time is moved in
+/// the database, never by waiting.
+#[tokio::test]
+async fn an_agent_records_no_answer_and_the_message_comes_back_when_due() {
+    let app = spawn_app().await;
+    let key = app.create_agent("alice", false).await;
+    let (_, token) = app.channel_and_token().await;
+    let id = app
+        .store_message(&token, "+44 20 7946 0958", "Call me about the invoice")
+        .await;
+    let c = browser().await;
+    sign_in(&c, &app, &key).await;
+    let row = format!("tr[data-id=\"{id}\"]");
+    text_when(&c, &format!("{row} td.text"), |t| {
+        t == "Call me about the invoice"
+    })
+    .await;
+    text_when(&c, "#q-due", |t| t == "1").await;
+    assert_eq!(text_when(&c, "#q-pending", |t| t == "1").await, "1");
+    let href = c
+        .find(Locator::Css(&format!("{row} td.phone a")))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap();
+    assert_eq!(href.as_deref(), Some("tel:+442079460958"));
+    text_when(&c, &format!("{row} td.attempt"), |t| t == "Attempt 1 of 3").await;
+    text_when(&c, &format!("{row} td.due"), |t| {
+        t.starts_with("Due now; overdue in 3 h")
+    })
+    .await;
+
+    // Claimed: the row stays, with the results to record.
+    c.find(Locator::Css(&format!("{row} button")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&c, &format!("{row} td.status"), |t| t == "assigned (alice)").await;
+    text_when(&c, "#q-mine", |t| t == "1").await;
+    c.find(Locator::Css(&format!("{row} input")))
+        .await
+        .unwrap()
+        .send_keys("Rang 10 times")
+        .await
+        .unwrap();
+    c.find(Locator::Css(&format!(
+        "{row} button[data-result=no_answer]"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let said = text_when(&c, "#notice", |t| t.contains("no answer on attempt")).await;
+    assert!(said.contains("attempt 1 of 3"), "{said}");
+    assert!(said.contains("pending again, due"), "{said}");
+    // Not due for an hour: it leaves the list of messages due now.
+    script_true(&c, &format!("return !document.querySelector('{row}')")).await;
+    text_when(&c, "#q-due", |t| t == "0").await;
+
+    // Scheduled for later, with its history on demand.
+    c.execute(
+        "document.getElementById('f-status').value = 'later'",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#filters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&c, &format!("{row} td.due"), |t| t.starts_with("Due in ")).await;
+    text_when(&c, &format!("{row} td.attempt"), |t| t == "Attempt 2 of 3").await;
+    let toggle = c
+        .find(Locator::Css(&format!("{row} button.history-toggle")))
+        .await
+        .unwrap();
+    toggle.click().await.unwrap();
+    let history = text_when(&c, &format!("#history-{id}"), |t| t.contains("Call by")).await;
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 3, "{history}");
+    assert!(lines[0].ends_with("Message stored"), "{history}");
+    assert!(lines[1].ends_with("Claimed by alice"), "{history}");
+    assert!(
+        lines[2].ends_with("Call by alice: no answer — “Rang 10 times”"),
+        "{history}"
+    );
+    assert_eq!(
+        toggle.attr("aria-expanded").await.unwrap().as_deref(),
+        Some("true")
+    );
+    screenshot(&c, "console-history").await;
+
+    // Back to the list of messages due now; the retry time comes (moved in the database).
+    c.execute("document.getElementById('f-status').value = 'due'", vec![])
+        .await
+        .unwrap();
+    c.find(Locator::Css("#filters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    script_true(&c, &format!("return !document.querySelector('{row}')")).await;
+    sqlx::query("UPDATE leave_message SET due_at = now() - interval '1 minute' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    text_within(
+        &c,
+        &format!("{row} td.attempt"),
+        Duration::from_secs(90),
+        |t| t == "Attempt 2 of 3",
+    )
+    .await;
+    text_when(&c, "#q-due", |t| t == "1").await;
+
+    // Past its service level (240 min after due): overdue, in words and in colour.
+    sqlx::query("UPDATE leave_message SET due_at = now() - interval '5 hours' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    text_within(&c, &format!("{row} td.due"), Duration::from_secs(90), |t| {
+        t.starts_with("Overdue by 1 h")
+    })
+    .await;
+    script_true(
+        &c,
+        &format!(
+            "const row = document.querySelector('{row}');
+             return row.classList.contains('overdue')
+               && getComputedStyle(row.querySelector('td.due')).color
+                  !== getComputedStyle(row.querySelector('td.text')).color"
+        ),
+    )
+    .await;
+    text_when(&c, "#q-overdue", |t| t == "1").await;
+    // Two more callers, one of them claimed, for the picture of a working console.
+    app.store_message(&token, "+1 555 0107", "Is my order shipped?")
+        .await;
+    let other = app
+        .store_message(&token, "020 7946 0000", "Please call after 5pm")
+        .await;
+    let other_row = format!("tr[data-id=\"{other}\"]");
+    text_when(&c, &format!("{other_row} td.text"), |t| {
+        t == "Please call after 5pm"
+    })
+    .await;
+    c.find(Locator::Css(&format!("{other_row} button")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&c, &format!("{other_row} td.status"), |t| {
+        t == "assigned (alice)"
+    })
+    .await;
+    text_when(&c, "#q-mine", |t| t == "1").await;
+    c.set_window_size(1400, 900).await.unwrap();
+    screenshot(&c, "console").await;
+
+    // Reached on the second attempt: processed as called back, out of the list.
+    c.find(Locator::Css(&format!("{row} button")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The last call's note stays with the message for whoever calls next.
+    text_when(&c, &format!("{row} td.status"), |t| {
+        t == "assigned (alice) — Rang 10 times"
+    })
+    .await;
+    c.find(Locator::Css(&format!("{row} button[data-result=reached]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&c, "#notice", |t| {
+        t.contains("is now processed (called back)")
+    })
+    .await;
+    script_true(&c, &format!("return !document.querySelector('{row}')")).await;
+    let (status, outcome, attempts): (String, String, i16) =
+        sqlx::query_as("SELECT status, outcome, attempts FROM leave_message WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), outcome.as_str(), attempts),
+        ("processed", "called_back", 2)
+    );
+    c.close().await.unwrap();
 }
