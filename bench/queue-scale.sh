@@ -157,7 +157,7 @@ list_sql() { # status channel phone_digits due overdue
       AND ($3::text IS NULL OR m.phone_digits = $3) AND (NULL::text IS NULL OR m.assigned_to = NULL)
       AND (NULL::timestamptz IS NULL OR m.received_at >= NULL)
       AND (NULL::timestamptz IS NULL OR m.received_at < NULL)
-      AND ($4::boolean IS NOT TRUE OR (m.status = 'pending' AND m.due_at <= now()))
+      AND ($4::boolean IS NOT TRUE OR (m.status = 'pending' AND coalesce(m.due_at, m.received_at) <= now()))
       AND ($4::boolean IS NOT FALSE OR m.status <> 'pending' OR m.due_at > now())
       AND ($5::boolean IS NOT TRUE
            OR (m.status <> 'processed' AND m.due_at <= now() - make_interval(mins => c.sla_minutes)))
@@ -225,13 +225,14 @@ for size in $SIZES; do
     echo "migrated in $(( $(date +%s) - started )) s" >&2
     shape
     phone="'1555$(printf '%07d' $(( size / 2 % 10000000 )))'"
-    for name in claim-next claim-next-channel due-first-page overdue-first-page \
+    for name in claim-next claim-next-channel due-first-page later-first-page overdue-first-page \
         pending-first-page assigned-first-page phone-lookup queue-counts queue-counts-channel \
         dba-overdue-now dba-attempts-per-agent-day dba-first-attempt-sla; do
         case $name in
             claim-next) sql=$(claim_next_sql NULL) ;;
             claim-next-channel) sql=$(claim_next_sql "$ONE") ;;
             due-first-page) sql=$(list_sql "'pending'" NULL NULL true NULL) ;;
+            later-first-page) sql=$(list_sql "'pending'" NULL NULL false NULL) ;;
             overdue-first-page) sql=$(list_sql NULL NULL NULL NULL true) ;;
             pending-first-page) sql=$(list_sql "'pending'" NULL NULL NULL NULL) ;;
             assigned-first-page) sql=$(list_sql "'assigned'" NULL NULL NULL NULL) ;;

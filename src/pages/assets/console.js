@@ -132,6 +132,7 @@ function render(m) {
   const tr = document.createElement("tr");
   tr.dataset.id = m.id;
   tr.dataset.sig = JSON.stringify(m);
+  tr.dataset.at = m.receivedAt;
   const received = cell(age(m.receivedAt));
   received.title = m.receivedAt;
   received.dataset.received = m.receivedAt;
@@ -273,10 +274,11 @@ function put(m) {
     if (document.getElementById(`history-${m.id}`)) showHistory(m.id).catch(() => {});
     return;
   }
+  // The first row that comes after `m` in list order (received time, then id).
+  const key = (r) => ({ receivedAt: r.dataset.at, id: Number(r.dataset.id) });
   let before = null;
   for (const r of shown.values()) {
-    const other = JSON.parse(r.dataset.sig);
-    if (order(other, m) > 0 && (!before || order(other, JSON.parse(before.dataset.sig)) < 0)) before = r;
+    if (order(key(r), m) > 0 && (!before || order(key(r), key(before)) < 0)) before = r;
   }
   if (before) before.before(row); else $("rows").append(row);
   shown.set(m.id, row);
