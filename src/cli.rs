@@ -8,7 +8,7 @@ use chrono::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::domain::{PublicUrl, TrustedProxies};
-use crate::settings::{LogFormat, Settings};
+use crate::settings::{LogFormat, Settings, WebhookSettings};
 use crate::store::DatabaseConfig;
 use crate::store::channels::CallbackSettings;
 
@@ -122,6 +122,30 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(0..=1000)
     )]
     pub batch_window_ms: u32,
+    /// How long one webhook delivery may take, in seconds.
+    #[arg(
+        long,
+        env = "LEAVEMSG_WEBHOOK_TIMEOUT_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..=60)
+    )]
+    pub webhook_timeout_secs: u32,
+    /// The first webhook retry's delay, in seconds; each next one doubles, up to an hour.
+    #[arg(
+        long,
+        env = "LEAVEMSG_WEBHOOK_RETRY_BASE_SECS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=3600)
+    )]
+    pub webhook_retry_base_secs: u32,
+    /// After this many seconds undelivered, a webhook delivery gives up (see `webhook failed`).
+    #[arg(
+        long,
+        env = "LEAVEMSG_WEBHOOK_MAX_AGE_SECS",
+        default_value_t = 86400,
+        value_parser = clap::value_parser!(u32).range(10..=604_800)
+    )]
+    pub webhook_max_age_secs: u32,
 }
 
 impl Settings {
@@ -146,6 +170,13 @@ impl Settings {
             rate_per_ip: serve.rate_per_ip,
             log_format: global.log_format,
             batch_window: std::time::Duration::from_millis(u64::from(serve.batch_window_ms)),
+            webhooks: WebhookSettings {
+                timeout: std::time::Duration::from_secs(u64::from(serve.webhook_timeout_secs)),
+                retry_base: std::time::Duration::from_secs(u64::from(
+                    serve.webhook_retry_base_secs,
+                )),
+                max_age: std::time::Duration::from_secs(u64::from(serve.webhook_max_age_secs)),
+            },
         }
     }
 }
@@ -162,6 +193,9 @@ pub enum Command {
     /// Manage agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Manage webhook endpoints: signed events for every change of a message.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Delete processed messages older than a number of days; prints how many.
     Purge {
         /// Age in days, counted from when the message was received.
@@ -184,6 +218,44 @@ pub enum Command {
         #[arg(long, default_value_t = 3,
               value_parser = clap::value_parser!(u64).range(1..=60))]
         timeout_secs: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Subscribe an endpoint; prints its id, then its signing secret alone on the last line.
+    Add {
+        /// Where events are POSTed (http:// or https://).
+        #[arg(long)]
+        url: String,
+        /// Only this channel's events (its Configuration ID); default: every channel's.
+        #[arg(long, value_name = "ID")]
+        channel: Option<String>,
+        /// Only this event type (repeatable): message.stored, message.claimed,
+        /// message.assigned, message.released, message.attempted, message.processed,
+        /// message.erased. Default: every type.
+        #[arg(long = "event", value_name = "TYPE")]
+        events: Vec<String>,
+    },
+    /// List endpoints with their pending and failed deliveries (never a secret).
+    List,
+    /// Unsubscribe an endpoint; its undelivered events are dropped.
+    Remove {
+        /// The endpoint's id (from `webhook list`).
+        id: String,
+    },
+    /// List deliveries that gave up, newest first.
+    Failed {
+        /// Only this endpoint's.
+        id: Option<String>,
+    },
+    /// Queue a delivered or failed event again (its webhook-id, as `webhook failed` shows it).
+    Redeliver {
+        /// The event's webhook-id (evt_…).
+        event_id: String,
+        /// Only to this endpoint; default: every endpoint it went to.
+        #[arg(long, value_name = "ID")]
+        endpoint: Option<String>,
     },
 }
 

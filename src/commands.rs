@@ -2,6 +2,7 @@
 
 mod agents;
 mod channels;
+mod webhooks;
 
 use crate::cli::{Cli, Command};
 use crate::domain::PhoneNo;
@@ -52,6 +53,7 @@ async fn run_on(database: &Database, command: Command) -> anyhow::Result<()> {
         }
         Command::Channel(command) => channels::run(&store, command).await?,
         Command::Agent(command) => agents::run(&store, command).await?,
+        Command::Webhook(command) => webhooks::run(&store, command).await?,
         Command::Purge { older_than } => {
             let n = store.purge_processed_older_than(older_than).await?;
             println!("deleted {n} processed message(s) older than {older_than} day(s)");

@@ -133,6 +133,10 @@ pub const APPLY_TOKEN_RESULT_CODES: [&str; 4] = ["0", "3", "13", "429"];
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
+        "leavemsg_webhook_deliveries_total",
+        "Webhook tries by result: delivered (2xx), retry (failed, tried again later), failed (gave up)"
+    );
+    describe_counter!(
         "leavemsg_http_requests_total",
         "HTTP requests answered, by route pattern, method and status"
     );
@@ -190,6 +194,9 @@ fn describe() {
 /// Creates every counter with each label value it can take, at 0, and the build-info gauge.
 fn register() {
     // Registering a counter adds it to the recorder at 0 without counting anything.
+    for result in WEBHOOK_RESULTS {
+        metrics::counter!("leavemsg_webhook_deliveries_total", "result" => result).absolute(0);
+    }
     metrics::counter!("leavemsg_messages_stored_total").absolute(0);
     metrics::counter!("leavemsg_messages_deduplicated_total").absolute(0);
     for limit in Limit::ALL {
@@ -207,6 +214,14 @@ fn register() {
         metrics::counter!("leavemsg_apply_token_answers_total", "result_code" => code).absolute(0);
     }
     metrics::gauge!("leavemsg_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// The results of a webhook try (CONTRACT §7.3).
+pub const WEBHOOK_RESULTS: [&str; 3] = ["delivered", "retry", "failed"];
+
+/// `result` is one of [`WEBHOOK_RESULTS`].
+pub fn webhook_delivery(result: &'static str) {
+    metrics::counter!("leavemsg_webhook_deliveries_total", "result" => result).increment(1);
 }
 
 pub fn message_stored() {

@@ -14,11 +14,11 @@ use crate::agent::brake::AuthBrake;
 use crate::agent::export::ExportSlots;
 use crate::limits::Limits;
 use crate::live::{self, Live};
-use crate::settings::Settings;
+use crate::settings::{Settings, WebhookSettings};
 use crate::store::writer::Writer;
 use crate::store::{self, Database, Store};
 use crate::visitor::VisitorState;
-use crate::{agent, counters, openapi, ops, pages, telemetry, visitor};
+use crate::{agent, counters, openapi, ops, outbox, pages, telemetry, visitor};
 
 /// How long a client may take to send its request head.
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +35,7 @@ pub struct Application {
     visitor: web::Data<VisitorState>,
     live: web::Data<Live>,
     brake: web::Data<AuthBrake>,
+    webhooks: WebhookSettings,
 }
 
 impl Application {
@@ -104,6 +105,7 @@ impl Application {
             visitor,
             live,
             brake,
+            webhooks: settings.webhooks,
         })
     }
 
@@ -132,7 +134,9 @@ impl Application {
         let housekeeping = tokio::spawn(housekeeping(self.visitor.clone(), self.brake.clone()));
         let signals = tokio::spawn(stop_on_signal(self.server.handle(), self.live()));
         let listener = tokio::spawn(live::listen(Store::clone(&self.store), self.live()));
+        let outbox = tokio::spawn(outbox::dispatch(Store::clone(&self.store), self.webhooks));
         let served = self.server.await;
+        outbox.abort();
         housekeeping.abort();
         listener.abort();
         signals.abort();

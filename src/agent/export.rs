@@ -17,11 +17,11 @@ use actix_web::{HttpResponse, web};
 use super::auth::Agent;
 use super::error::{ApiError, ApiErrorBody};
 use super::filter::ListParams;
-use super::message::Message;
 use crate::domain::AgentName;
 use crate::limits::{Slot, Slots, SlotsFull};
 use crate::store::listing::{Filter, Position};
 use crate::store::{Store, StoreError};
+use crate::wire::Message;
 
 /// Rows read (and sent as one chunk) at a time.
 const PAGE_ROWS: i64 = 1000;

@@ -9,10 +9,10 @@ use super::body::TimedJson;
 use super::cursor;
 use super::error::{ApiError, ApiErrorBody};
 use super::filter::{ListParams, channel_param};
-use super::message::Message;
 use crate::domain::{AgentName, AttemptResult, MessageId, Note, Outcome};
 use crate::store::listing::Position;
 use crate::store::{MessageRow, Store};
+use crate::wire::Message;
 
 /// One page of the list, oldest first.
 #[derive(Serialize, utoipa::ToSchema)]

@@ -9,7 +9,6 @@ pub mod error;
 pub mod export;
 pub mod filter;
 pub mod history;
-pub mod message;
 pub mod messages;
 pub mod queue;
 pub mod stream;

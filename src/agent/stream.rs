@@ -30,9 +30,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Agent;
 use super::error::{ApiError, ApiErrorBody};
-use super::message::Message;
 use crate::live::{AccessChange, Live, Subscription};
 use crate::store::{MessageRow, Store};
+use crate::wire::Message;
 
 /// A comment line this often keeps idle connections open through proxies, and lets the
 /// server notice clients that left.

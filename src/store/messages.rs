@@ -169,12 +169,30 @@ impl Store {
 
     /// Deletes every message left with this phone number (any formatting); returns how many.
     pub async fn erase_phone(&self, phone: &PhoneNo) -> Result<u64, StoreError> {
-        let done = sqlx::query!(
-            "DELETE FROM leave_message WHERE phone_digits = $1",
+        // With the deletion, a message.erased event (ids only) for each subscribed endpoint;
+        // a trigger removes the data of those messages' earlier events.
+        let erased = sqlx::query_scalar!(
+            r#"WITH gone AS (
+                   DELETE FROM leave_message WHERE phone_digits = $1 RETURNING id, channel_id
+               ), written AS (
+                   INSERT INTO outbox_event (type, message_id, channel_id, at)
+                   SELECT 'message.erased', g.id, g.channel_id, now() FROM gone g
+                   WHERE EXISTS (SELECT 1 FROM webhook_endpoint w
+                                 WHERE webhook_endpoint_wants(w, 'message.erased', g.channel_id))
+                   ORDER BY g.id
+                   RETURNING id, type, message_id, channel_id
+               ), queued AS (
+                   INSERT INTO webhook_delivery (endpoint_id, event_id, message_id)
+                   SELECT w.id, e.id, e.message_id
+                   FROM written e JOIN webhook_endpoint w
+                     ON webhook_endpoint_wants(w, e.type, e.channel_id)
+                   RETURNING 1
+               )
+               SELECT count(*) AS "erased!" FROM gone"#,
             phone.digits()
         )
-        .execute(self.pool())
+        .fetch_one(self.pool())
         .await?;
-        Ok(done.rows_affected())
+        Ok(u64::try_from(erased).unwrap_or(0))
     }
 }

@@ -15,6 +15,7 @@ pub mod notify;
 pub mod queue;
 pub mod queue_levels;
 pub mod tokens;
+pub mod webhooks;
 pub mod writer;
 
 pub use database::{Database, DatabaseConfig, connect_options, embedded_cluster};

@@ -19,4 +19,5 @@ mod origins;
 mod process;
 mod queue_metrics;
 mod stream;
+mod webhooks;
 mod writer;

@@ -1,5 +1,6 @@
-//! The agent interface's JSON for a message, made from the store's row. Its serde derive is
-//! the one list of the fields: the JSON, the CSV header and the CSV cells all follow it.
+//! The JSON of a message, made from the store's row: what agents get from the API, the export
+//! and the live stream, and what webhooks carry. Its serde derive is the one list of the
+//! fields: the JSON, the CSV header and the CSV cells all follow it.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -1,0 +1,168 @@
+//! Sends what the outbox holds (CONTRACT §7): every instance runs a dispatcher, with one worker
+//! per webhook endpoint, so a slow or failing endpoint holds up only its own deliveries. Each
+//! worker takes up to [`PER_ENDPOINT`] due deliveries at a time (they are leased in the
+//! database, so other instances leave them alone), sends them at once, and records each result.
+//! Intake never waits for any of this: the events were committed with the changes.
+
+mod webhook;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::settings::WebhookSettings;
+use crate::store::Store;
+
+/// At most this many tries in flight to one endpoint, per instance.
+pub const PER_ENDPOINT: i64 = 4;
+/// How often a worker with nothing due looks again, and the dispatcher for new endpoints.
+const POLL: Duration = Duration::from_millis(500);
+/// The longest wait between two tries of one delivery.
+const RETRY_MAX: Duration = Duration::from_secs(3600);
+
+/// Delivered events are kept this long at least (for `webhook redeliver`), or the maximum
+/// age when that is longer; then they are deleted.
+const KEEP_DELIVERED: Duration = Duration::from_secs(7 * 86_400);
+/// How often the delivered events are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Runs until aborted: starts a worker for each endpoint, ends a worker whose endpoint was
+/// removed, and now and then deletes old events that went through.
+pub async fn dispatch(store: Store, settings: WebhookSettings) {
+    let client = webhook::client(settings.timeout);
+    let mut workers: HashMap<Uuid, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut pruned = tokio::time::Instant::now();
+    loop {
+        if pruned.elapsed() >= PRUNE_EVERY {
+            pruned = tokio::time::Instant::now();
+            match store
+                .prune_outbox(KEEP_DELIVERED.max(settings.max_age))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "deleted delivered outbox events"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
+            }
+        }
+        match store.webhook_ids().await {
+            Ok(ids) => {
+                workers.retain(|id, worker| {
+                    let keep = ids.contains(id) && !worker.is_finished();
+                    if !keep {
+                        worker.abort();
+                    }
+                    keep
+                });
+                for id in ids {
+                    workers.entry(id).or_insert_with(|| {
+                        tokio::spawn(endpoint_worker(store.clone(), client.clone(), settings, id))
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the webhook endpoints"),
+        }
+        tokio::time::sleep(POLL * 4).await;
+    }
+}
+
+async fn endpoint_worker(
+    store: Store,
+    client: reqwest::Client,
+    settings: WebhookSettings,
+    endpoint: Uuid,
+) {
+    // Long enough that a try still under way is never taken by another instance.
+    let lease = settings.timeout + Duration::from_secs(30);
+    loop {
+        let batch = match store.take_deliveries(endpoint, PER_ENDPOINT, lease).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(%endpoint, error = %e, "cannot take webhook deliveries");
+                tokio::time::sleep(POLL * 4).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        let tries = batch.into_iter().map(|delivery| {
+            let (store, client) = (store.clone(), client.clone());
+            async move {
+                let outcome = webhook::send(&client, &delivery).await;
+                record(&store, &settings, &delivery, outcome).await;
+            }
+        });
+        futures_util::future::join_all(tries).await;
+    }
+}
+
+async fn record(
+    store: &Store,
+    settings: &WebhookSettings,
+    delivery: &crate::store::webhooks::Delivery,
+    outcome: Result<(), String>,
+) {
+    let (endpoint, event) = (delivery.endpoint_id, delivery.event_id);
+    let result = match outcome {
+        Ok(()) => {
+            crate::counters::webhook_delivery("delivered");
+            store.delivered(endpoint, event).await
+        }
+        Err(error) => {
+            let wait = backoff(settings.retry_base, delivery.tries);
+            match store
+                .retry_later(endpoint, event, &error, wait, settings.max_age)
+                .await
+            {
+                Ok(gave_up) => {
+                    crate::counters::webhook_delivery(if gave_up { "failed" } else { "retry" });
+                    if gave_up {
+                        tracing::warn!(%endpoint, event, %error, "webhook delivery gave up");
+                    } else {
+                        tracing::info!(%endpoint, event, %error, retry_in = ?wait, "webhook delivery failed; will retry");
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    if let Err(e) = result {
+        // The lease runs out and the delivery is tried again: at least once, never lost.
+        tracing::warn!(%endpoint, event, error = %e, "cannot record a webhook delivery's result");
+    }
+}
+
+/// `base` doubled per earlier try, at most an hour, then 80-120 % of it so that deliveries
+/// that failed together do not all come back together.
+fn backoff(base: Duration, tries: i32) -> Duration {
+    let doublings = u32::try_from(tries.saturating_sub(1)).unwrap_or(0).min(20);
+    let wait = base.saturating_mul(1 << doublings).min(RETRY_MAX);
+    wait.mul_f64(rand::random_range(0.8..1.2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour_with_jitter() {
+        let base = Duration::from_secs(5);
+        for (tries, expected) in [
+            (1, 5.0),
+            (2, 10.0),
+            (3, 20.0),
+            (4, 40.0),
+            (12, 3600.0),
+            (60, 3600.0),
+        ] {
+            let got = backoff(base, tries).as_secs_f64();
+            assert!(
+                (expected * 0.8..=expected * 1.2).contains(&got),
+                "try {tries}: {got} s, expected about {expected} s"
+            );
+        }
+    }
+}

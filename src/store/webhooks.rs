@@ -1,0 +1,360 @@
+//! Webhook endpoints and their deliveries (CONTRACT §7.1). The events themselves are written by
+//! the database, in the statement that changes a message (see the outbox migration); here the
+//! dispatchers take what is due, one endpoint at a time, and record how each try went.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{MessageRow, Store, StoreError};
+use crate::credentials::WebhookSecret;
+use crate::domain::ChannelId;
+
+/// The event types, in CONTRACT §7's order.
+pub const EVENT_TYPES: [&str; 7] = [
+    "message.stored",
+    "message.claimed",
+    "message.assigned",
+    "message.released",
+    "message.attempted",
+    "message.processed",
+    "message.erased",
+];
+
+pub struct NewEndpoint<'a> {
+    pub url: &'a str,
+    /// Only this channel's events; `None`: every channel's.
+    pub channel: Option<ChannelId>,
+    /// Only these types (each one of [`EVENT_TYPES`]); empty: every type.
+    pub events: &'a [String],
+    pub secret: &'a WebhookSecret,
+}
+
+/// An endpoint as `webhook list` shows it: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRow {
+    pub id: Uuid,
+    pub url: String,
+    pub channel_id: Option<Uuid>,
+    pub events: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub pending: i64,
+    pub failed: i64,
+}
+
+/// One event to send to one endpoint, taken by a dispatcher for one try.
+#[derive(Clone)]
+pub struct Delivery {
+    pub endpoint_id: Uuid,
+    pub event_id: i64,
+    /// The `webhook-id`: the same on every try.
+    pub uid: Uuid,
+    pub event_type: String,
+    pub at: DateTime<Utc>,
+    pub message_id: i64,
+    pub channel_id: Uuid,
+    /// The message after the change (`None` once erased or purged), and the attempt's
+    /// details for `message.attempted`.
+    pub message: Option<MessageRow>,
+    pub attempt: Option<serde_json::Value>,
+    pub url: String,
+    pub secret: String,
+    /// This try's number, from 1.
+    pub tries: i32,
+}
+
+/// A delivery that gave up, as `webhook failed` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedDelivery {
+    pub endpoint_id: Uuid,
+    pub event_id: i64,
+    pub uid: Uuid,
+    pub event_type: String,
+    pub message_id: i64,
+    pub at: DateTime<Utc>,
+    pub tries: i32,
+    pub last_error: Option<String>,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+/// The event data's row fields, as the outbox migration's `outbox_message_data` writes them.
+#[derive(serde::Deserialize)]
+struct EventRow {
+    id: i64,
+    channel_id: Uuid,
+    user_id: String,
+    user_name: String,
+    phone_no: String,
+    leave_message: String,
+    client_ip: String,
+    user_agent: Option<String>,
+    received_at: DateTime<Utc>,
+    status: String,
+    assigned_to: Option<String>,
+    assigned_at: Option<DateTime<Utc>>,
+    processed_at: Option<DateTime<Utc>>,
+    outcome: Option<String>,
+    note: Option<String>,
+    callback_after: Option<DateTime<Utc>>,
+    due_at: DateTime<Utc>,
+    overdue_at: DateTime<Utc>,
+    overdue: bool,
+    attempts: i16,
+    max_attempts: i16,
+    attempt: Option<serde_json::Value>,
+}
+
+fn message_of(
+    data: serde_json::Value,
+) -> Result<(MessageRow, Option<serde_json::Value>), StoreError> {
+    let row: EventRow = serde_json::from_value(data)
+        .map_err(|e| StoreError::Task(format!("an outbox event's data does not read back: {e}")))?;
+    Ok((
+        MessageRow {
+            id: row.id,
+            channel_id: row.channel_id,
+            user_id: row.user_id,
+            user_name: row.user_name,
+            phone_no: row.phone_no,
+            leave_message: row.leave_message,
+            client_ip: row.client_ip,
+            user_agent: row.user_agent,
+            received_at: row.received_at,
+            status: row.status,
+            assigned_to: row.assigned_to,
+            assigned_at: row.assigned_at,
+            processed_at: row.processed_at,
+            outcome: row.outcome,
+            note: row.note,
+            callback_after: row.callback_after,
+            due_at: row.due_at,
+            overdue_at: row.overdue_at,
+            overdue: row.overdue,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+        },
+        row.attempt,
+    ))
+}
+
+impl Store {
+    /// Subscribes an endpoint; it gets the events committed from now on.
+    pub async fn create_webhook(&self, new: &NewEndpoint<'_>) -> Result<Uuid, StoreError> {
+        let id = Uuid::new_v4();
+        sqlx::query!(
+            "INSERT INTO webhook_endpoint (id, url, channel_id, events, secret)
+             VALUES ($1, $2, $3, $4, $5)",
+            id,
+            new.url,
+            new.channel.map(|c| c.as_uuid()),
+            new.events,
+            new.secret.expose(),
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    /// Every endpoint, oldest first, with its pending and failed deliveries.
+    pub async fn webhooks(&self) -> Result<Vec<EndpointRow>, StoreError> {
+        Ok(sqlx::query_as!(
+            EndpointRow,
+            r#"SELECT w.id, w.url, w.channel_id, w.events, w.created_at,
+                      (SELECT count(*) FROM webhook_delivery d
+                       WHERE d.endpoint_id = w.id AND d.status = 'pending') AS "pending!",
+                      (SELECT count(*) FROM webhook_delivery d
+                       WHERE d.endpoint_id = w.id AND d.status = 'failed') AS "failed!"
+               FROM webhook_endpoint w ORDER BY w.created_at, w.id"#
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The ids of every endpoint: each gets a dispatcher of its own.
+    pub async fn webhook_ids(&self) -> Result<Vec<Uuid>, StoreError> {
+        Ok(
+            sqlx::query_scalar!("SELECT id FROM webhook_endpoint ORDER BY id")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    /// Unsubscribes an endpoint and drops its deliveries; false if there was none.
+    pub async fn remove_webhook(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query!("DELETE FROM webhook_endpoint WHERE id = $1", id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes up to `limit` of one endpoint's deliveries that are due, for one try each: they
+    /// are not due again until `lease` has passed, so no other dispatcher takes them meanwhile
+    /// (and if this one dies mid-try, another takes them after it). A message's later event
+    /// waits while an earlier one to the same endpoint is pending.
+    pub async fn take_deliveries(
+        &self,
+        endpoint: Uuid,
+        limit: i64,
+        lease: std::time::Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let lease_secs = lease.as_secs_f64();
+        let rows = sqlx::query!(
+            r#"WITH due AS (
+                   SELECT d.endpoint_id, d.event_id
+                   FROM webhook_delivery d
+                   WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_at <= now()
+                     AND NOT EXISTS (SELECT 1 FROM webhook_delivery p
+                                     WHERE p.endpoint_id = d.endpoint_id
+                                       AND p.message_id = d.message_id
+                                       AND p.status = 'pending' AND p.event_id < d.event_id)
+                   ORDER BY d.next_at, d.event_id
+                   LIMIT $2
+                   FOR UPDATE SKIP LOCKED
+               ), taken AS (
+                   UPDATE webhook_delivery d
+                   SET next_at = clock_timestamp() + make_interval(secs => $3), tries = d.tries + 1
+                   FROM due
+                   WHERE d.endpoint_id = due.endpoint_id AND d.event_id = due.event_id
+                   RETURNING d.endpoint_id, d.event_id, d.tries
+               )
+               SELECT t.endpoint_id AS "endpoint_id!", t.event_id AS "event_id!",
+                      t.tries AS "tries!", e.uid, e.type AS event_type, e.at, e.data,
+                      e.message_id, e.channel_id,
+                      w.url, w.secret
+               FROM taken t
+               JOIN outbox_event e ON e.id = t.event_id
+               JOIN webhook_endpoint w ON w.id = t.endpoint_id
+               ORDER BY t.event_id"#,
+            endpoint,
+            limit,
+            lease_secs,
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let (message, attempt) = match r.data {
+                    Some(data) => {
+                        let (message, attempt) = message_of(data)?;
+                        (Some(message), attempt)
+                    }
+                    None => (None, None),
+                };
+                Ok(Delivery {
+                    endpoint_id: r.endpoint_id,
+                    event_id: r.event_id,
+                    uid: r.uid,
+                    event_type: r.event_type,
+                    at: r.at,
+                    message_id: r.message_id,
+                    channel_id: r.channel_id,
+                    message,
+                    attempt,
+                    url: r.url,
+                    secret: r.secret,
+                    tries: r.tries,
+                })
+            })
+            .collect()
+    }
+
+    /// The endpoint answered 2xx.
+    pub async fn delivered(&self, endpoint: Uuid, event: i64) -> Result<(), StoreError> {
+        sqlx::query!(
+            "UPDATE webhook_delivery
+             SET status = 'delivered', done_at = now(), last_error = NULL
+             WHERE endpoint_id = $1 AND event_id = $2 AND status = 'pending'",
+            endpoint,
+            event
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A try failed: due again after `retry_in`, or failed for good once the delivery has
+    /// waited `max_age` since it was queued (the last try is made at that age). Returns true if
+    /// it gave up.
+    pub async fn retry_later(
+        &self,
+        endpoint: Uuid,
+        event: i64,
+        error: &str,
+        retry_in: std::time::Duration,
+        max_age: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let gave_up = sqlx::query_scalar!(
+            r#"UPDATE webhook_delivery d
+               SET last_error = left($3, 500),
+                   status = CASE WHEN now() >= d.since + make_interval(secs => $5)
+                                 THEN 'failed' ELSE 'pending' END,
+                   done_at = CASE WHEN now() >= d.since + make_interval(secs => $5)
+                                  THEN now() END,
+                   next_at = least(now() + make_interval(secs => $4),
+                                   d.since + make_interval(secs => $5))
+               WHERE d.endpoint_id = $1 AND d.event_id = $2 AND d.status = 'pending'
+               RETURNING d.status = 'failed' AS "failed!""#,
+            endpoint,
+            event,
+            error,
+            retry_in.as_secs_f64(),
+            max_age.as_secs_f64(),
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(gave_up.unwrap_or(false))
+    }
+
+    /// Deletes the events older than `older_than` that went through to every endpoint (none
+    /// pending or failed), with their deliveries; returns how many events.
+    pub async fn prune_outbox(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+        let done = sqlx::query!(
+            "DELETE FROM outbox_event e
+             WHERE e.at < now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM webhook_delivery d
+                               WHERE d.event_id = e.id AND d.status <> 'delivered')",
+            older_than.as_secs_f64()
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deliveries that gave up, newest first; of one endpoint or all.
+    pub async fn failed_deliveries(
+        &self,
+        endpoint: Option<Uuid>,
+    ) -> Result<Vec<FailedDelivery>, StoreError> {
+        Ok(sqlx::query_as!(
+            FailedDelivery,
+            r#"SELECT d.endpoint_id, d.event_id, e.uid, e.type AS event_type, e.message_id, e.at,
+                      d.tries, d.last_error, d.done_at AS failed_at
+               FROM webhook_delivery d JOIN outbox_event e ON e.id = d.event_id
+               WHERE d.status = 'failed' AND ($1::uuid IS NULL OR d.endpoint_id = $1)
+               ORDER BY d.done_at DESC, d.event_id DESC"#,
+            endpoint
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Queues a failed (or delivered) event again, to one endpoint or to every endpoint it
+    /// went to; returns how many deliveries were queued. It gets a full `max_age` from now.
+    pub async fn redeliver(
+        &self,
+        event_uid: Uuid,
+        endpoint: Option<Uuid>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query!(
+            "UPDATE webhook_delivery d
+             SET status = 'pending', next_at = now(), done_at = NULL, tries = 0, since = now()
+             FROM outbox_event e
+             WHERE e.id = d.event_id AND e.uid = $1 AND d.status <> 'pending'
+               AND ($2::uuid IS NULL OR d.endpoint_id = $2)",
+            event_uid,
+            endpoint
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,591 @@
+//! CONTRACT §7.1: signed webhooks from the transactional outbox, sent to receivers the tests
+//! run themselves (a small HTTP/1.1 server on loopback that records what it gets and answers
+//! as it is told).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use crate::helpers::*;
+use leavemsg::credentials::WebhookSecret;
+use leavemsg::store::webhooks::NewEndpoint;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// What a receiver got: one request.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// How a receiver answers: a status per request in turn (then 200), or never.
+#[derive(Clone)]
+enum Answer {
+    Statuses(Arc<Mutex<Vec<u16>>>),
+    Hang,
+}
+
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start(answer: Answer) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let record = got.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (record, answer) = (record.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    // Requests on one connection, one after another (keep-alive).
+                    loop {
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut headers = Vec::new();
+                        loop {
+                            let mut h = String::new();
+                            stream.read_line(&mut h).await.unwrap();
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            let (n, v) = h.split_once(':').unwrap();
+                            headers.push((n.trim().to_owned(), v.trim().to_owned()));
+                        }
+                        let length: usize = headers
+                            .iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                            .map_or(0, |(_, v)| v.parse().unwrap());
+                        let mut body = vec![0; length];
+                        stream.read_exact(&mut body).await.unwrap();
+                        record.lock().unwrap().push(Received { headers, body });
+                        let status = match &answer {
+                            Answer::Hang => {
+                                std::future::pending::<()>().await;
+                                unreachable!()
+                            }
+                            Answer::Statuses(s) => {
+                                let mut s = s.lock().unwrap();
+                                if s.is_empty() { 200 } else { s.remove(0) }
+                            }
+                        };
+                        let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                        if stream.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Receiver { url, got }
+    }
+
+    async fn answering(statuses: &[u16]) -> Receiver {
+        Receiver::start(Answer::Statuses(Arc::new(Mutex::new(statuses.to_vec())))).await
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived; returns them.
+    async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let arrived = wait_until(DEADLINE, || async { self.got().len() >= n }).await;
+        let got = self.got();
+        assert!(arrived, "expected {n} requests, got {}: {got:?}", got.len());
+        got
+    }
+}
+
+/// Subscribes `url` to every event of every channel; returns the endpoint's secret.
+async fn subscribe(app: &TestApp, url: &str, events: &[&str]) -> WebhookSecret {
+    let secret = WebhookSecret::generate();
+    let events: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
+    app.store
+        .create_webhook(&NewEndpoint {
+            url,
+            channel: None,
+            events: &events,
+            secret: &secret,
+        })
+        .await
+        .unwrap();
+    secret
+}
+
+/// The Standard Webhooks signature, computed here with the hmac crate, independently of the
+/// service's code: base64(HMAC-SHA256(base64-decoded secret, "id.timestamp.body")).
+fn expected_signature(secret: &str, got: &Received) -> String {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(
+        format!(
+            "{}.{}.",
+            got.header("webhook-id"),
+            got.header("webhook-timestamp")
+        )
+        .as_bytes(),
+    );
+    mac.update(&got.body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Retries a second apart (then 2, 4, … s); tries may take the default 10 s.
+async fn fast_retries() -> TestApp {
+    spawn_app_with(|s| s.webhooks.retry_base = Duration::from_secs(1)).await
+}
+
+#[tokio::test]
+async fn every_change_reaches_the_endpoint_signed_and_in_order() {
+    let app = fast_retries().await;
+    let receiver = Receiver::answering(&[]).await;
+    let secret = subscribe(&app, &receiver.url, &[]).await;
+    let key = app.create_agent("alice", false).await;
+    let (channel, token) = app.channel_and_token().await;
+    let id = app.store_message(&token, "+1 555 0107", "Call me").await;
+    let resp = app
+        .agent_post(&key, &format!("/api/v1/messages/{id}/claim"), None)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let resp = app
+        .agent_post(
+            &key,
+            &format!("/api/v1/messages/{id}/attempts"),
+            Some(json!({"result": "no_answer", "note": "Rang 10 times"})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    let got = receiver.wait_for(3).await;
+    let types: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        ["message.stored", "message.claimed", "message.attempted"]
+    );
+    let now = chrono::Utc::now().timestamp();
+    for r in &got {
+        assert_eq!(r.header("content-type"), "application/json");
+        assert!(r.header("webhook-id").starts_with("evt_"), "{r:?}");
+        let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
+        assert!(
+            (now - 120..=now + 5).contains(&ts),
+            "timestamp {ts}, now {now}"
+        );
+        assert_eq!(
+            r.header("webhook-signature"),
+            expected_signature(secret.expose(), r)
+        );
+        let body = r.json();
+        assert_eq!(body["data"]["id"], json!(id));
+        assert_eq!(body["data"]["channelId"], json!(channel));
+        assert_eq!(body["data"]["phoneNo"], json!("+1 555 0107"));
+        assert!(chrono::DateTime::parse_from_rfc3339(body["timestamp"].as_str().unwrap()).is_ok());
+    }
+    let ids: std::collections::HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 3, "each event has its own webhook-id");
+    let stored = got[0].json();
+    assert_eq!(stored["data"]["status"], json!("pending"));
+    assert_eq!(stored["data"]["leaveMessage"], json!("Call me"));
+    let claimed = got[1].json();
+    assert_eq!(claimed["data"]["status"], json!("assigned"));
+    assert_eq!(claimed["data"]["assignedTo"], json!("alice"));
+    let attempted = got[2].json();
+    assert_eq!(attempted["data"]["status"], json!("pending"));
+    assert_eq!(attempted["data"]["attempts"], json!(1));
+    assert_eq!(
+        attempted["data"]["attempt"],
+        json!({"result": "no_answer", "note": "Rang 10 times", "agent": "alice"})
+    );
+    // The message as the API shows it, plus the attempt: the same JSON.
+    let now_json: Value = app
+        .agent_get(&key, &format!("/api/v1/messages/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut sent = attempted["data"].clone();
+    sent.as_object_mut().unwrap().remove("attempt");
+    let (mut sent, mut shown) = (sent, now_json);
+    // overdue is computed as of each read.
+    sent.as_object_mut().unwrap().remove("overdue");
+    shown.as_object_mut().unwrap().remove("overdue");
+    assert_eq!(sent, shown);
+
+    let delivered: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM webhook_delivery WHERE status = 'delivered' AND tries = 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(delivered, 3);
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_same_event_again_until_it_answers() {
+    let app = fast_retries().await;
+    let receiver = Receiver::answering(&[500, 503]).await;
+    subscribe(&app, &receiver.url, &["message.stored"]).await;
+    let (_, token) = app.channel_and_token().await;
+    app.store_message(&token, "123456", "again and again").await;
+
+    let got = receiver.wait_for(3).await;
+    let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids, [ids[0]; 3], "the same webhook-id on every try");
+    assert!(
+        wait_until(DEADLINE, || async {
+            sqlx::query_as::<_, (String, i32, Option<String>)>(
+                "SELECT status, tries, last_error FROM webhook_delivery",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+                == ("delivered".to_owned(), 3, None)
+        })
+        .await
+    );
+    // Nothing more is sent once it was delivered.
+    assert_eq!(receiver.got().len(), 3);
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_holds_up_neither_intake_nor_other_endpoints() {
+    let app = spawn_app_with(|s| {
+        s.webhooks.retry_base = Duration::from_secs(1);
+        s.webhooks.timeout = Duration::from_secs(2);
+    })
+    .await;
+    let hanging = Receiver::start(Answer::Hang).await;
+    let healthy = Receiver::answering(&[]).await;
+    subscribe(&app, &hanging.url, &[]).await;
+    subscribe(&app, &healthy.url, &[]).await;
+    let (_, token) = app.channel_and_token().await;
+    for i in 0..10 {
+        app.store_message(&token, "123456", &format!("message {i}"))
+            .await;
+    }
+    let got = healthy.wait_for(10).await;
+    assert_eq!(got.len(), 10);
+    hanging.wait_for(1).await;
+    // The hanging endpoint's tries time out and wait for their retry; none was delivered.
+    assert!(
+        wait_until(DEADLINE, || async {
+            sqlx::query_scalar::<_, Option<String>>(
+                "SELECT min(d.last_error) FROM webhook_delivery d
+                 JOIN webhook_endpoint w ON w.id = d.endpoint_id WHERE w.url = $1",
+            )
+            .bind(&hanging.url)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+            .as_deref()
+                == Some("timed out")
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn two_instances_send_each_event_once() {
+    let app = fast_retries().await;
+    let other = spawn_app_on(app.database_url.clone(), |s| {
+        s.webhooks.retry_base = Duration::from_secs(1);
+    })
+    .await;
+    let receiver = Receiver::answering(&[]).await;
+    subscribe(&app, &receiver.url, &["message.stored"]).await;
+    let (_, token) = app.channel_and_token().await;
+    for i in 0..30 {
+        let target = if i % 2 == 0 { &app } else { &other };
+        target
+            .store_message(&token, "123456", &format!("message {i}"))
+            .await;
+    }
+    assert!(
+        wait_until(DEADLINE, || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+                == 30
+        })
+        .await
+    );
+    let got = receiver.got();
+    let ids: std::collections::HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!((got.len(), ids.len()), (30, 30), "each event once");
+}
+
+#[tokio::test]
+async fn without_an_endpoint_nothing_is_written_to_the_outbox() {
+    let app = spawn_app().await;
+    let (_, token) = app.channel_and_token().await;
+    app.store_message(&token, "123456", "no one listens").await;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_event")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(events, 0);
+}
+
+#[tokio::test]
+async fn the_cli_adds_lists_and_removes_endpoints_and_shows_a_secret_once() {
+    let app = spawn_app().await;
+    let url = &app.database_url;
+    let channel = app.create_channel().await;
+    let out = ok(
+        url,
+        &[
+            "webhook",
+            "add",
+            "--url",
+            "https://crm.example.com/hooks/leavemsg",
+            "--channel",
+            &channel,
+            "--event",
+            "message.stored",
+            "--event",
+            "message.processed",
+        ],
+    );
+    let secret = out.lines().last().unwrap().to_owned();
+    assert!(WebhookSecret::parse(&secret).is_some(), "{out}");
+    let id = out
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("added webhook endpoint ")
+        .unwrap()
+        .to_owned();
+
+    let list = ok(url, &["webhook", "list"]);
+    assert!(list.contains(&id), "{list}");
+    assert!(
+        list.contains("https://crm.example.com/hooks/leavemsg"),
+        "{list}"
+    );
+    assert!(list.contains("message.stored,message.processed"), "{list}");
+    assert!(list.contains(&channel), "{list}");
+    assert!(!list.contains("whsec_"), "no secret in the list: {list}");
+
+    for (args, says) in [
+        (
+            vec!["--url", "ftp://example.com/x"],
+            "--url: must be an http",
+        ),
+        (vec!["--url", "not a url"], "--url:"),
+        (
+            vec!["--url", "https://example.com", "--event", "message.sent"],
+            "--event: \"message.sent\" is not an event type",
+        ),
+        (
+            vec!["--url", "https://example.com", "--channel", "x"],
+            "--channel:",
+        ),
+    ] {
+        let mut all = vec!["webhook", "add"];
+        all.extend(args);
+        let out = run_leavemsg(url, &all);
+        assert!(!out.status.success(), "{all:?}");
+        assert!(
+            stderr_of(&out).contains(says),
+            "{all:?}: {}",
+            stderr_of(&out)
+        );
+    }
+
+    ok(url, &["webhook", "remove", &id]);
+    assert!(!ok(url, &["webhook", "list"]).contains(&id));
+    let out = run_leavemsg(url, &["webhook", "remove", &id]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("no webhook endpoint has the id"));
+}
+
+#[tokio::test]
+async fn erasing_a_message_leaves_only_its_ids_in_what_is_still_to_send() {
+    // Retries an hour apart: the first failed try waits until the test moves its time.
+    let app = spawn_app_with(|s| s.webhooks.retry_base = Duration::from_secs(3600)).await;
+    let receiver = Receiver::answering(&[500]).await;
+    subscribe(&app, &receiver.url, &[]).await;
+    let (channel, token) = app.channel_and_token().await;
+    let id = app
+        .store_message(&token, "+44 20 7946 0958", "my secret")
+        .await;
+    let first = receiver.wait_for(1).await;
+    assert_eq!(first[0].json()["data"]["leaveMessage"], json!("my secret"));
+
+    let out = ok(&app.database_url, &["erase", "--phone", "442079460958"]);
+    assert!(out.contains('1'), "{out}");
+    let left: Vec<(String, Option<Value>)> =
+        sqlx::query_as("SELECT type, data FROM outbox_event WHERE message_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        [
+            ("message.stored".to_owned(), None),
+            ("message.erased".to_owned(), None)
+        ]
+    );
+    sqlx::query("UPDATE webhook_delivery SET next_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let got = receiver.wait_for(3).await;
+    let ids_only = json!({"id": id, "channelId": channel});
+    assert_eq!(got[1].header("webhook-id"), got[0].header("webhook-id"));
+    assert_eq!(got[1].json()["type"], json!("message.stored"));
+    assert_eq!(
+        got[1].json()["data"],
+        ids_only,
+        "the retry has no personal data"
+    );
+    assert_eq!(got[2].json()["type"], json!("message.erased"));
+    assert_eq!(got[2].json()["data"], ids_only);
+    for r in &got[1..] {
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(!body.contains("secret") && !body.contains("7946"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_that_gives_up_is_listed_and_can_be_sent_again() {
+    let app = fast_retries().await;
+    let statuses = Arc::new(Mutex::new(vec![500; 1000]));
+    let receiver = Receiver::start(Answer::Statuses(statuses.clone())).await;
+    subscribe(&app, &receiver.url, &["message.stored"]).await;
+    let (_, token) = app.channel_and_token().await;
+    app.store_message(&token, "123456", "nobody home").await;
+    let first = receiver.wait_for(1).await;
+    let webhook_id = first[0].header("webhook-id").to_owned();
+    // A day and more since it was queued: its next failure is its last.
+    sqlx::query("UPDATE webhook_delivery SET since = now() - interval '2 days'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert!(
+        wait_until(DEADLINE, || async {
+            sqlx::query_scalar::<_, String>("SELECT status FROM webhook_delivery")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap()
+                == "failed"
+        })
+        .await
+    );
+    let tries = receiver.got().len();
+    let failed = ok(&app.database_url, &["webhook", "failed"]);
+    assert!(failed.contains(&webhook_id), "{failed}");
+    assert!(failed.contains("answered 500"), "{failed}");
+    assert!(failed.contains("message.stored"), "{failed}");
+
+    statuses.lock().unwrap().clear();
+    let out = ok(&app.database_url, &["webhook", "redeliver", &webhook_id]);
+    assert!(out.contains("queued 1"), "{out}");
+    let got = receiver.wait_for(tries + 1).await;
+    assert_eq!(got[tries].header("webhook-id"), webhook_id);
+    assert!(
+        wait_until(DEADLINE, || async {
+            sqlx::query_scalar::<_, String>("SELECT status FROM webhook_delivery")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap()
+                == "delivered"
+        })
+        .await
+    );
+    assert!(!ok(&app.database_url, &["webhook", "failed"]).contains(&webhook_id));
+    let again = run_leavemsg(&app.database_url, &["webhook", "redeliver", "evt_nope"]);
+    assert!(!again.status.success());
+    assert!(stderr_of(&again).contains("is not an event's webhook-id"));
+}
+
+#[tokio::test]
+async fn old_events_that_went_through_are_pruned_and_the_others_kept() {
+    let app = spawn_app().await;
+    let (channel, _) = app.channel_and_token().await;
+    subscribe(&app, "http://127.0.0.1:9/never", &[]).await;
+    let ids = app.insert_messages(&channel, 3).await;
+    // Time moved in the database: all three events are 30 days old; one delivered, one
+    // failed, one still pending.
+    sqlx::query("UPDATE outbox_event SET at = now() - interval '30 days'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    for (id, status) in ids.iter().zip(["delivered", "failed", "pending"]) {
+        sqlx::query("UPDATE webhook_delivery SET status = $2, next_at = now() + interval '1 day' WHERE message_id = $1")
+            .bind(id)
+            .bind(status)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+    let pruned = app
+        .store
+        .prune_outbox(Duration::from_secs(7 * 86_400))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let left: Vec<i64> =
+        sqlx::query_scalar("SELECT message_id FROM outbox_event ORDER BY message_id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, ids[1..]);
+    // Younger than the limit: kept even when delivered.
+    sqlx::query("UPDATE outbox_event SET at = now() - interval '1 day'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE webhook_delivery SET status = 'delivered'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.store
+            .prune_outbox(Duration::from_secs(7 * 86_400))
+            .await
+            .unwrap(),
+        0
+    );
+}
