@@ -13,6 +13,7 @@ use crate::counters;
 use crate::live::Live;
 use crate::store::Store;
 use crate::store::queue_levels::QueueLevel;
+use crate::store::webhooks::OutboxLevel;
 
 pub async fn render(
     store: web::Data<Store>,
@@ -50,7 +51,7 @@ const READING_SERVES: Duration = Duration::from_secs(1);
 /// the channels of its reading, with no series left behind by a channel or a reading gone.
 /// When the database cannot be read, the three are shown without values (`# HELP` only) and
 /// `leavemsg_queue_reads_total{result="failed"}` counts it: the rest of `/metrics` is served
-/// as always.
+/// as always. The outbox's two gauges are read with them.
 #[derive(Default)]
 pub struct QueueGauges {
     latest: tokio::sync::Mutex<Option<Reading>>,
@@ -62,21 +63,25 @@ struct Reading {
     started: Instant,
     /// `None`: the query failed.
     levels: Option<Arc<[QueueLevel]>>,
+    /// `None`: the query failed.
+    outbox: Option<OutboxLevel>,
 }
 
 impl QueueGauges {
     /// The queue metrics as Prometheus text.
     pub async fn render(&self, store: &Store) -> String {
-        let levels = self.levels(store).await;
-        format_queue(
+        let (levels, outbox) = self.levels(store).await;
+        let mut text = format_queue(
             levels.as_deref(),
             self.reads_ok.load(Ordering::Relaxed),
             self.reads_failed.load(Ordering::Relaxed),
-        )
+        );
+        text.push_str(&format_outbox(outbox));
+        text
     }
 
     /// The levels of a reading at most [`READING_SERVES`] old, taken now if there is none.
-    async fn levels(&self, store: &Store) -> Option<Arc<[QueueLevel]>> {
+    async fn levels(&self, store: &Store) -> (Option<Arc<[QueueLevel]>>, Option<OutboxLevel>) {
         // Held while reading, so that concurrent scrapes wait for this reading, not start
         // their own. The store's deadline bounds the wait.
         let mut latest = self.latest.lock().await;
@@ -84,7 +89,7 @@ impl QueueGauges {
             .as_ref()
             .filter(|r| r.started.elapsed() < READING_SERVES)
         {
-            return reading.levels.clone();
+            return (reading.levels.clone(), reading.outbox);
         }
         let started = Instant::now();
         let levels = match store.queue_levels().await {
@@ -98,12 +103,44 @@ impl QueueGauges {
                 None
             }
         };
+        let outbox = match store.outbox_level().await {
+            Ok(outbox) => Some(outbox),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the outbox level for /metrics failed");
+                self.reads_failed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        };
         *latest = Some(Reading {
             started,
             levels: levels.clone(),
+            outbox,
         });
-        levels
+        (levels, outbox)
     }
+}
+
+/// The outbox gauges (CONTRACT §7.3), described; values only when the level was read.
+fn format_outbox(outbox: Option<OutboxLevel>) -> String {
+    let mut text = String::new();
+    for (name, help, value) in [
+        (
+            "leavemsg_outbox_pending_deliveries",
+            "Webhook deliveries waiting to be sent or tried again",
+            outbox.map(|o| o.pending.to_string()),
+        ),
+        (
+            "leavemsg_outbox_oldest_pending_age_seconds",
+            "Seconds since the longest-waiting webhook delivery was queued; 0 when none waits",
+            outbox.map(|o| o.oldest_pending_age_seconds.to_string()),
+        ),
+    ] {
+        let _ = writeln!(text, "\n# HELP {name} {help}\n# TYPE {name} gauge");
+        if let Some(value) = value {
+            let _ = writeln!(text, "{name} {value}");
+        }
+    }
+    text
 }
 
 /// The queue families, each described; values only when `levels` were read.

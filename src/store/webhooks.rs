@@ -136,7 +136,33 @@ fn message_of(
     ))
 }
 
+/// What waits in the outbox right now (CONTRACT §7.3).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutboxLevel {
+    /// Deliveries waiting to be sent or tried again.
+    pub pending: i64,
+    /// Seconds since the longest-waiting of them was queued; 0 when none waits.
+    pub oldest_pending_age_seconds: f64,
+}
+
 impl Store {
+    /// How many deliveries wait, and for how long the oldest has: one statement over the
+    /// pending ones only.
+    pub async fn outbox_level(&self) -> Result<OutboxLevel, StoreError> {
+        let row = sqlx::query!(
+            r#"SELECT count(*) AS "pending!",
+                      coalesce(extract(epoch FROM now() - min(since)), 0)::float8
+                          AS "oldest_pending_age_seconds!"
+               FROM webhook_delivery WHERE status = 'pending'"#
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(OutboxLevel {
+            pending: row.pending,
+            oldest_pending_age_seconds: row.oldest_pending_age_seconds,
+        })
+    }
+
     /// Subscribes an endpoint; it gets the events committed from now on.
     pub async fn create_webhook(&self, new: &NewEndpoint<'_>) -> Result<Uuid, StoreError> {
         let id = Uuid::new_v4();

@@ -467,6 +467,28 @@ async fn erasing_a_message_leaves_only_its_ids_in_what_is_still_to_send() {
             ("message.erased".to_owned(), None)
         ]
     );
+    // Both wait (the erasure behind the retry of the message's earlier event): /metrics says so.
+    assert!(
+        wait_until(DEADLINE, || async {
+            let text = app
+                .client
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .any(|l| l == "leavemsg_outbox_pending_deliveries 2")
+                && text.lines().any(|l| {
+                    l.strip_prefix("leavemsg_outbox_oldest_pending_age_seconds ")
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .is_some_and(|v| v > 0.0)
+                })
+        })
+        .await
+    );
     sqlx::query("UPDATE webhook_delivery SET next_at = now()")
         .execute(&app.pool)
         .await
