@@ -52,7 +52,11 @@ struct Receiver {
 
 impl Receiver {
     async fn start(answer: Answer) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Receiver::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), answer)
+    }
+
+    /// A receiver on a listener bound already (a port chosen earlier).
+    fn start_on(listener: TcpListener, answer: Answer) -> Receiver {
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let got = Arc::new(Mutex::new(Vec::new()));
         let record = got.clone();
@@ -610,4 +614,238 @@ async fn old_events_that_went_through_are_pruned_and_the_others_kept() {
             .unwrap(),
         0
     );
+}
+
+/// A port nothing listens on yet (bound and let go), for a receiver that comes later.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Stores a message through the real server's visitor interface.
+async fn leave_message_at(server: &ServerProcess, channel: &str, text: &str) {
+    let client = reqwest::Client::new();
+    let base = server.url("/service-cloud/rest/webadapter/v1/webadapterfacade");
+    let token: Value = client
+        .post(format!("{base}/applyToken"))
+        .json(&json!({"userId": "v1", "userName": "Visitor", "channelId": channel}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap();
+    let answer: Value = client
+        .post(format!("{base}/doLeaveMessage"))
+        .header("ccmessaging-token", token)
+        .json(&json!({"phoneNo": "123456", "leaveMessage": text}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["resultCode"], "0", "{answer}");
+}
+
+/// Receiver down while messages arrive; leavemsg killed (SIGKILL) and started again; receiver
+/// back: every event arrives.
+#[tokio::test]
+async fn every_event_arrives_after_a_receiver_outage_and_a_killed_instance() {
+    let url = fresh_migrated_database().await;
+    let port = free_port();
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    ok(&url, &["webhook", "add", "--url", &hook]);
+    let channel = ok(&url, &["channel", "create", "--name", "Web"])
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let envs = [
+        ("DATABASE_URL", url.as_str()),
+        ("LEAVEMSG_WEBHOOK_RETRY_BASE_SECS", "1"),
+        ("LEAVEMSG_RATE_PER_TOKEN", "0"),
+        ("LEAVEMSG_RATE_PER_IP", "0"),
+    ];
+    let mut first = ServerProcess::start(&envs);
+    for i in 0..20 {
+        leave_message_at(&first, &channel, &format!("message {i}")).await;
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    // Each was tried, and refused: nobody listens yet.
+    assert!(
+        wait_until(DEADLINE, || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM webhook_delivery
+                 WHERE status = 'pending' AND tries > 0 AND last_error IS NOT NULL",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+                == 20
+        })
+        .await
+    );
+    first.signal("KILL");
+    assert!(first.wait(DEADLINE).is_some());
+
+    let receiver = Receiver::start_on(
+        TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
+        Answer::Statuses(Arc::default()),
+    );
+    let _second = ServerProcess::start(&envs);
+    // The retries' time comes (moved in the database; a try the killed instance had under
+    // way comes back once its lease ends, moved too).
+    sqlx::query("UPDATE webhook_delivery SET next_at = now() WHERE status = 'pending'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(
+        wait_until(DEADLINE, || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+                == 20
+        })
+        .await
+    );
+    let expected: std::collections::HashSet<String> =
+        sqlx::query_scalar::<_, uuid::Uuid>("SELECT uid FROM outbox_event")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| format!("evt_{}", u.simple()))
+            .collect();
+    let got: std::collections::HashSet<String> = receiver
+        .got()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(expected.len(), 20);
+    assert_eq!(got, expected, "every event, each under its own webhook-id");
+    pool.close().await;
+}
+
+/// PostgreSQL stops while deliveries are under way and comes back: the dispatcher carries on
+/// by itself, and every event is delivered.
+#[tokio::test]
+async fn a_database_restart_mid_dispatch_loses_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = crate::database_faults::private_cluster(&dir);
+    let app = spawn_app_on(cluster_url(&cluster.0, "postgres"), |s| {
+        s.webhooks.retry_base = Duration::from_secs(1);
+    })
+    .await;
+    // A receiver that takes its time, so that tries are under way when PostgreSQL stops.
+    let slow = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_url = format!("http://{}/hook", slow.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::<String>::new()));
+    let record = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = slow.accept().await else {
+                return;
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                loop {
+                    let mut id = String::new();
+                    let mut length = 0;
+                    let mut line = String::new();
+                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut h = String::new();
+                        if stream.read_line(&mut h).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end().to_owned();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (n, v) = h.split_once(':').unwrap();
+                        if n.eq_ignore_ascii_case("webhook-id") {
+                            id = v.trim().to_owned();
+                        } else if n.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    stream.read_exact(&mut body).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    record.lock().unwrap().push(id);
+                    if stream
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    subscribe(&app, &slow_url, &["message.stored"]).await;
+    let (_, token) = app.channel_and_token().await;
+    for i in 0..40 {
+        app.store_message(&token, "123456", &format!("message {i}"))
+            .await;
+    }
+    assert!(wait_until(DEADLINE, || async { !got.lock().unwrap().is_empty() }).await);
+    // 40 tries at 4 at a time and 0.3 s each take seconds: most are still to go.
+    let delivered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(
+        delivered < 40,
+        "the stop came after every delivery: {delivered}"
+    );
+    app.pool.close().await;
+    let stopper = cluster.0.clone();
+    tokio::task::spawn_blocking(move || stopper.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    let starter = dir.path().to_owned();
+    let _restarted =
+        tokio::task::spawn_blocking(move || leavemsg::store::embedded_cluster(&starter).start())
+            .await
+            .unwrap()
+            .unwrap();
+    let pool = sqlx::PgPool::connect(&cluster_url(&cluster.0, "postgres"))
+        .await
+        .unwrap();
+    // Tries whose result could not be recorded come back when their lease ends: moved here.
+    sqlx::query("UPDATE webhook_delivery SET next_at = now() WHERE status = 'pending'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(120), || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'",
+            )
+            .fetch_one(&pool)
+            .await
+            .is_ok_and(|n| n == 40)
+        })
+        .await,
+        "every delivery went through after the restart"
+    );
+    let ids: std::collections::HashSet<String> = got.lock().unwrap().iter().cloned().collect();
+    assert_eq!(ids.len(), 40, "every event reached the receiver");
+    pool.close().await;
 }
