@@ -11,6 +11,8 @@
 #   DATABASE_URL=postgres://u@host/db bash bench/throughput.sh   # uses leavemsg_bench there
 #   DURATION=20 CONNECTIONS="1 64" bash bench/throughput.sh
 #   WATCHING=1 bash bench/throughput.sh       # with an agent's live stream open throughout
+#   WEBHOOK=1 bash bench/throughput.sh        # also: intake at 64 connections with and without a
+#                                             # webhook endpoint subscribed to every event
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -111,3 +113,62 @@ hrps=$(grep -oP 'Requests/sec:\s*\K[0-9.]+' <<<"$out")
 printf '\n/healthz at 64 connections: %.0f requests/s (p50 %s ms, p99 %s ms)\n' "$hrps" "$(field P50 "$out")" "$(field P99 "$out")"
 peak=$(grep -oP 'VmHWM:\s*\K[0-9]+' "/proc/$SERVER/status")
 printf 'server peak RSS: %.1f MiB\n' "$(python3 -c "print($peak / 1024)")"
+
+if [ -n "${WEBHOOK:-}" ]; then
+    # Intake at 64 connections with no endpoint, then with one endpoint subscribed to every
+    # event and a local receiver answering 204, in alternating halves of the same run. Goal:
+    # with the endpoint, at least 80% of the pace without it.
+    RECEIVER_PORT=$((PORT + 1))
+    while (echo >/dev/tcp/127.0.0.1/$RECEIVER_PORT) 2>/dev/null; do RECEIVER_PORT=$((RECEIVER_PORT + 1)); done
+    python3 - "$RECEIVER_PORT" <<'PY' >/dev/null 2>&1 &
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Hook(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(204)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Hook).serve_forever()
+PY
+    RECEIVER=$!
+    trap 'kill $RECEIVER ${WATCHER:-} $SERVER 2>/dev/null || true; bench_pg_stop' EXIT
+    for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$RECEIVER_PORT) 2>/dev/null && break; sleep 0.1; done
+    printf '\n%-28s %12s %9s %9s %8s\n' "64 connections" "messages/s" "p50 ms" "p99 ms" non2xx
+    declare -A acked_by=() p99_by=()
+    for _half in 1 2; do
+        for mode in without with; do
+            ENDPOINT=""
+            if [ "$mode" = with ]; then
+                ENDPOINT=$(./target/release/leavemsg webhook add \
+                    --url "http://127.0.0.1:$RECEIVER_PORT/hook" | head -n 1 | grep -oE '[0-9a-f-]{36}')
+            fi
+            out=$(wrk_run 64 "$BASE/doLeaveMessage" bench/leave-message.lua "$HALF")
+            acked_by[$mode]=$(( ${acked_by[$mode]:-0} + $(field ACK "$out") ))
+            p99=$(field P99 "$out")
+            p99_by[$mode]=$(python3 -c "print(max(${p99_by[$mode]:-0}, $p99))")
+            non2xx=$(grep -oP 'Non-2xx or 3xx responses: \K[0-9]+' <<<"$out" || echo 0)
+            printf '%-28s %12.0f %9s %9s %8s\n' "$mode endpoint, half $_half" \
+                "$(python3 -c "print($(field ACK "$out") / $HALF)")" "$(field P50 "$out")" "$p99" "$non2xx"
+            if [ -n "$ENDPOINT" ]; then
+                # Let the dispatcher catch up before the next half, and count what it sent.
+                for _ in $(seq 600); do
+                    left=$(bench_psql "$DB_URL" -At -c "SELECT count(*) FROM webhook_delivery WHERE status = 'pending'")
+                    [ "$left" = 0 ] && break
+                    sleep 0.5
+                done
+                sent=$(bench_psql "$DB_URL" -At -c "SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'")
+                echo "      webhook deliveries delivered so far: $sent (pending: $left)"
+                ./target/release/leavemsg webhook remove "$ENDPOINT" >/dev/null
+            fi
+        done
+    done
+    python3 -c "
+without, with_ = ${acked_by[without]} / (2 * $HALF), ${acked_by[with]} / (2 * $HALF)
+share = with_ / without
+print(f'with an endpoint: {with_:.0f}/s, without: {without:.0f}/s: {share:.0%} of the pace '
+      f'(goal >= 80%: {\"met\" if share >= 0.8 else \"NOT met\"}); p99 {${p99_by[with]}} ms vs {${p99_by[without]}} ms')"
+fi
