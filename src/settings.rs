@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use chrono::Duration;
 
 use crate::domain::{PublicUrl, TrustedProxies};
+pub use crate::outbox::WebhookSettings;
 use crate::store::DatabaseConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,27 +30,6 @@ pub struct Settings {
     /// How long a writer gathers a batch after its first message (zero: not at all).
     pub batch_window: std::time::Duration,
     pub webhooks: WebhookSettings,
-}
-
-/// How webhooks are delivered (CONTRACT §7.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WebhookSettings {
-    /// How long one try may take.
-    pub timeout: std::time::Duration,
-    /// The first retry's delay; each next one doubles, up to an hour, with jitter.
-    pub retry_base: std::time::Duration,
-    /// How long a delivery is retried before it gives up.
-    pub max_age: std::time::Duration,
-}
-
-impl Default for WebhookSettings {
-    fn default() -> Self {
-        WebhookSettings {
-            timeout: std::time::Duration::from_secs(10),
-            retry_base: std::time::Duration::from_secs(5),
-            max_age: std::time::Duration::from_secs(86_400),
-        }
-    }
 }
 
 impl std::fmt::Debug for Settings {

@@ -11,8 +11,28 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::settings::WebhookSettings;
 use crate::store::Store;
+
+/// How webhooks are delivered (CONTRACT §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// How long one try may take.
+    pub timeout: Duration,
+    /// The first retry's delay; each next one doubles, up to an hour, with jitter.
+    pub retry_base: Duration,
+    /// How long a delivery is retried before it gives up.
+    pub max_age: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            timeout: Duration::from_secs(10),
+            retry_base: Duration::from_secs(5),
+            max_age: Duration::from_secs(86_400),
+        }
+    }
+}
 
 /// At most this many tries in flight to one endpoint, per instance.
 pub const PER_ENDPOINT: i64 = 4;
