@@ -69,6 +69,8 @@ pub async fn send(client: &reqwest::Client, delivery: &Delivery) -> Result<(), S
         .send()
         .await
         .map_err(|e| {
+            // Without the URL: it may hold credentials, and this text is logged and listed.
+            let e = e.without_url();
             if e.is_timeout() {
                 "timed out".to_owned()
             } else if e.is_connect() {
