@@ -849,3 +849,45 @@ async fn a_database_restart_mid_dispatch_loses_no_event() {
     assert_eq!(ids.len(), 40, "every event reached the receiver");
     pool.close().await;
 }
+
+/// A message's later events wait while an earlier one is being retried.
+#[tokio::test]
+async fn a_messages_events_wait_for_the_earlier_one_to_go_through() {
+    let app = fast_retries().await;
+    let receiver = Receiver::answering(&[500]).await;
+    subscribe(&app, &receiver.url, &[]).await;
+    let key = app.create_agent("alice", false).await;
+    let (_, token) = app.channel_and_token().await;
+    let id = app.store_message(&token, "123456", "in order").await;
+    receiver.wait_for(1).await;
+    for (call, body) in [
+        ("claim", None),
+        ("process", Some(json!({"outcome": "called_back"}))),
+    ] {
+        let resp = app
+            .agent_post(&key, &format!("/api/v1/messages/{id}/{call}"), body)
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let got = receiver.wait_for(4).await;
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            (
+                r.json()["type"].as_str().unwrap().to_owned(),
+                r.header("webhook-id").to_owned(),
+            )
+        })
+        .collect();
+    let types: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "message.stored",
+            "message.stored",
+            "message.claimed",
+            "message.processed"
+        ]
+    );
+    assert_eq!(seen[0].1, seen[1].1, "the retry is the same event");
+}
