@@ -13,7 +13,7 @@ use crate::{agent, visitor};
     info(
         title = "leavemsg",
         description = "Leave-a-message intake compatible with the CC-Messaging web channel \
-                       (applyToken, doLeaveMessage), and the agents' work queue."
+                       (applyToken, doLeaveMessage), the agents' work queue, and admins' webhook endpoints."
     ),
     paths(
         visitor::apply_token::apply_token,
@@ -30,11 +30,18 @@ use crate::{agent, visitor};
         agent::queue::counts,
         agent::stream::stream,
         agent::export::export,
+        agent::webhooks::list,
+        agent::webhooks::add,
+        agent::webhooks::remove,
+        agent::webhooks::deliveries,
+        agent::webhooks::redeliver,
     ),
     modifiers(&Security),
     tags(
         (name = "visitor", description = "Vendor-compatible visitor interface"),
         (name = "agent", description = "Agents' work queue (Authorization: Bearer <API key>)"),
+        (name = "webhooks", description = "Admins only: webhook endpoints and their deliveries \
+                                           (Authorization: Bearer <an admin's API key>)"),
     )
 )]
 pub struct ApiDoc;

@@ -123,9 +123,9 @@ async fn authenticate(
     }
 }
 
-/// An admin making the call; any other agent gets 403. A handler taking it reads its body
-/// only after this check (see `messages::assign`), so a non-admin gets 403 whatever the body
-/// holds, and learns nothing about what a valid body would be.
+/// An admin making the call; any other agent gets 403. A handler taking it reads its path,
+/// query and body only after this check (see `messages::assign`), so a non-admin gets 403
+/// whatever the request holds, and learns nothing about what a valid one would be.
 #[derive(Debug, Clone)]
 pub struct Admin(pub Agent);
 
@@ -138,7 +138,7 @@ impl FromRequest for Admin {
         Box::pin(async move {
             let agent = agent.await?;
             if !agent.is_admin {
-                return Err(ApiError::Forbidden("only admins may assign messages"));
+                return Err(ApiError::Forbidden("only admins may make this call"));
             }
             Ok(Admin(agent))
         })

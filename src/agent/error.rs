@@ -18,6 +18,9 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("no message has id {0}")]
     NotFound(MessageId),
+    /// No webhook endpoint, or no delivery of that event to it (the text says which).
+    #[error("{0}")]
+    NoSuchWebhook(String),
     /// The change does not apply to the message's current state.
     #[error("{reason}")]
     Conflict {
@@ -25,6 +28,9 @@ pub enum ApiError {
         status: String,
         assigned_to: Option<String>,
     },
+    /// A redelivery of a webhook delivery that is still pending.
+    #[error("{0}")]
+    DeliveryPending(String),
     /// The client did not finish sending its body within [`super::BODY_TIMEOUT`].
     #[error("the request body did not arrive in time")]
     RequestTimeout,
@@ -77,7 +83,8 @@ pub struct ApiErrorBody<'a> {
     error: &'a str,
     /// What was wrong, in words.
     message: String,
-    /// With a conflict: the message's current status.
+    /// With a conflict: the message's current status (or, for a redelivery, the delivery's:
+    /// pending).
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'a str>,
     /// With a conflict: the message's current assignee (null if none).
@@ -92,8 +99,8 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::NotFound(_) | ApiError::NoSuchWebhook(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } | ApiError::DeliveryPending(_) => StatusCode::CONFLICT,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -105,8 +112,8 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict { .. } => "conflict",
+            ApiError::NotFound(_) | ApiError::NoSuchWebhook(_) => "not_found",
+            ApiError::Conflict { .. } | ApiError::DeliveryPending(_) => "conflict",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(e) => {
@@ -121,6 +128,7 @@ impl ResponseError for ApiError {
                 assigned_to,
                 ..
             } => (Some(status.as_str()), Some(assigned_to.as_deref())),
+            ApiError::DeliveryPending(_) => (Some("pending"), None),
             _ => (None, None),
         };
         let mut builder = HttpResponse::build(self.status_code());

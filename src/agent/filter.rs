@@ -1,11 +1,12 @@
-//! The query parameters of the list and the CSV export, parsed into the store's [`Filter`].
+//! The query parameters of the list and the CSV export, parsed into the store's [`Filter`];
+//! and the few that other calls share with them.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::cursor;
 use super::error::ApiError;
-use crate::domain::{AgentName, ChannelId, FieldError, PhoneNo, Status};
+use crate::domain::{AgentName, ChannelId, DeliveryStatus, FieldError, PhoneNo, Status};
 use crate::store::listing::{Filter, Position};
 
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -69,18 +70,7 @@ impl ListParams {
 
     /// The page size.
     pub fn limit(&self) -> Result<i64, ApiError> {
-        match given(&self.limit) {
-            None => Ok(DEFAULT_LIMIT),
-            Some(raw) => raw
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "limit must be a whole number from 1 to {MAX_LIMIT}"
-                    ))
-                }),
-        }
+        limit_param(&self.limit, DEFAULT_LIMIT)
     }
 
     /// Whether the export writes texts exactly as stored.
@@ -102,6 +92,27 @@ impl ListParams {
 /// A `channelId` parameter (claim-next, the queue counts); empty counts as absent.
 pub fn channel_param(value: &Option<String>) -> Result<Option<ChannelId>, ApiError> {
     parse(value, ChannelId::parse)
+}
+
+/// A `limit` parameter: 1 to [`MAX_LIMIT`], `default` when absent or empty.
+pub fn limit_param(value: &Option<String>, default: i64) -> Result<i64, ApiError> {
+    match given(value) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                ))
+            }),
+    }
+}
+
+/// A `status` parameter of a webhook endpoint's deliveries; empty counts as absent.
+pub fn delivery_status_param(value: &Option<String>) -> Result<Option<DeliveryStatus>, ApiError> {
+    parse(value, DeliveryStatus::parse)
 }
 
 /// A parameter's value, trimmed; empty counts as absent.

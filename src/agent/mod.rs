@@ -1,5 +1,5 @@
 //! The agents' interface: list, claim, release, call attempts, process, history, queue counts,
-//! live stream and CSV export.
+//! live stream and CSV export; and, for admins, the webhook endpoints.
 
 pub mod auth;
 pub mod body;
@@ -12,6 +12,7 @@ pub mod history;
 pub mod messages;
 pub mod queue;
 pub mod stream;
+pub mod webhooks;
 
 use actix_web::error::PathError;
 use actix_web::{Scope, web};
@@ -41,7 +42,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/{id}/process").post(messages::process))
             .service(web::resource("/{id}/history").get(history::history)),
     )
-    .service(error_answers(web::scope(queue::PATH)).service(web::resource("").get(queue::counts)));
+    .service(error_answers(web::scope(queue::PATH)).service(web::resource("").get(queue::counts)))
+    .service(
+        error_answers(web::scope(webhooks::PATH))
+            .service(web::resource("").get(webhooks::list).post(webhooks::add))
+            .service(web::resource("/{id}").delete(webhooks::remove))
+            .service(web::resource("/{id}/deliveries").get(webhooks::deliveries))
+            .service(
+                web::resource("/{id}/deliveries/{event_id}/redeliver").post(webhooks::redeliver),
+            ),
+    );
 }
 
 /// Malformed query parameters, bodies and ids answered as [`ApiError::BadRequest`].

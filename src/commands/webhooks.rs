@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 use crate::cli::WebhookCommand;
 use crate::credentials::WebhookSecret;
-use crate::domain::ChannelId;
+use crate::domain::{ChannelId, EndpointUrl, EventId, EventTypes};
 use crate::store::Store;
-use crate::store::webhooks::{EVENT_TYPES, NewEndpoint};
+use crate::store::webhooks::{NewEndpoint, Subscribed};
 
 pub async fn run(store: &Store, command: WebhookCommand) -> anyhow::Result<()> {
     match command {
@@ -18,37 +18,28 @@ pub async fn run(store: &Store, command: WebhookCommand) -> anyhow::Result<()> {
             channel,
             events,
         } => {
-            let url = endpoint_url(&url)?;
+            let url = EndpointUrl::parse(&url).map_err(|e| anyhow::anyhow!("--{e}"))?;
             let channel = channel
                 .map(|c| ChannelId::parse(&c).map_err(|e| anyhow::anyhow!("--channel: {e}")))
                 .transpose()?;
-            if let Some(channel) = channel
-                && store.channel(channel).await?.is_none()
-            {
-                bail!("--channel: no channel has the Configuration ID {channel}");
-            }
-            let mut wanted = Vec::new();
-            for event in events {
-                if !EVENT_TYPES.contains(&event.as_str()) {
-                    bail!(
-                        "--event: {event:?} is not an event type; use one of {}",
-                        EVENT_TYPES.join(", ")
-                    );
-                }
-                if !wanted.contains(&event) {
-                    wanted.push(event);
-                }
-            }
+            let events =
+                EventTypes::parse("--event", &events).map_err(|e| anyhow::anyhow!("{e}"))?;
             let secret = WebhookSecret::generate();
-            let id = store
+            let added = store
                 .create_webhook(&NewEndpoint {
-                    url: url.as_str(),
+                    url: &url,
                     channel,
-                    events: &wanted,
+                    events: &events,
                     secret: &secret,
                 })
                 .await?;
-            println!("added webhook endpoint {id}");
+            let endpoint = match added {
+                Subscribed::Added(endpoint) => endpoint,
+                Subscribed::NoSuchChannel => {
+                    bail!("--channel: no channel has that Configuration ID")
+                }
+            };
+            println!("added webhook endpoint {}", endpoint.id);
             println!("its signing secret is shown once, keep it safe:");
             println!("{}", secret.expose());
         }
@@ -68,9 +59,9 @@ pub async fn run(store: &Store, command: WebhookCommand) -> anyhow::Result<()> {
             );
             for f in failed {
                 println!(
-                    "{}  evt_{}  {:<17}  {:>7}  {:>5}  {:<20}  {}",
+                    "{}  {}  {:<17}  {:>7}  {:>5}  {:<20}  {}",
                     f.endpoint_id,
-                    f.uid.simple(),
+                    EventId::from_uuid(f.uid),
                     f.event_type,
                     f.message_id,
                     f.tries,
@@ -80,14 +71,13 @@ pub async fn run(store: &Store, command: WebhookCommand) -> anyhow::Result<()> {
             }
         }
         WebhookCommand::Redeliver { event_id, endpoint } => {
-            let uid = event_id
-                .strip_prefix("evt_")
-                .and_then(|hex| Uuid::try_parse(hex).ok())
-                .with_context(|| {
-                    format!("EVENT_ID: {event_id:?} is not an event's webhook-id (evt_ and 32 hex digits)")
-                })?;
+            let event = EventId::parse(&event_id).with_context(|| {
+                format!(
+                    "EVENT_ID: {event_id:?} is not an event's webhook-id (evt_ and 32 hex digits)"
+                )
+            })?;
             let endpoint = endpoint.as_deref().map(endpoint_id).transpose()?;
-            let queued = store.redeliver(uid, endpoint).await?;
+            let queued = store.redeliver(event, endpoint).await?;
             if queued == 0 {
                 bail!("no delivered or failed delivery of {event_id} to redeliver");
             }
@@ -120,18 +110,6 @@ async fn list(store: &Store) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// An absolute http or https URL with a host, at most 2000 characters.
-fn endpoint_url(text: &str) -> anyhow::Result<url::Url> {
-    let url = url::Url::parse(text.trim()).map_err(|e| anyhow::anyhow!("--url: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        bail!("--url: must be an http:// or https:// address with a host");
-    }
-    if url.as_str().len() > 2000 {
-        bail!("--url: at most 2000 characters");
-    }
-    Ok(url)
 }
 
 fn endpoint_id(text: &str) -> anyhow::Result<Uuid> {

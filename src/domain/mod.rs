@@ -10,6 +10,7 @@ mod status;
 mod trusted_proxies;
 mod visitor;
 mod web_origin;
+mod webhook;
 
 pub use callback_after::CallbackAfter;
 pub use message_id::MessageId;
@@ -21,6 +22,7 @@ pub use status::{AttemptResult, Outcome, Status};
 pub use trusted_proxies::TrustedProxies;
 pub use visitor::{AgentName, ChannelId, UserId, UserName};
 pub use web_origin::WebOrigin;
+pub use webhook::{DeliveryStatus, EVENT_TYPES, EndpointUrl, EventId, EventTypes};
 
 /// Why a field was refused; the text names the field and the rule, for the visitor's `resultDesc`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,26 +7,23 @@ use uuid::Uuid;
 
 use super::{MessageRow, Store, StoreError};
 use crate::credentials::WebhookSecret;
-use crate::domain::ChannelId;
-
-/// The event types, in CONTRACT §7's order.
-pub const EVENT_TYPES: [&str; 7] = [
-    "message.stored",
-    "message.claimed",
-    "message.assigned",
-    "message.released",
-    "message.attempted",
-    "message.processed",
-    "message.erased",
-];
+use crate::domain::{ChannelId, DeliveryStatus, EndpointUrl, EventId, EventTypes};
 
 pub struct NewEndpoint<'a> {
-    pub url: &'a str,
+    pub url: &'a EndpointUrl,
     /// Only this channel's events; `None`: every channel's.
     pub channel: Option<ChannelId>,
-    /// Only these types (each one of [`EVENT_TYPES`]); empty: every type.
-    pub events: &'a [String],
+    /// Only these types; empty: every type.
+    pub events: &'a EventTypes,
     pub secret: &'a WebhookSecret,
+}
+
+/// What subscribing an endpoint did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscribed {
+    Added(EndpointRow),
+    /// The channel it names does not exist (the endpoint was not added).
+    NoSuchChannel,
 }
 
 /// An endpoint as `webhook list` shows it: never its secret.
@@ -74,6 +71,52 @@ pub struct FailedDelivery {
     pub tries: i32,
     pub last_error: Option<String>,
     pub failed_at: Option<DateTime<Utc>>,
+}
+
+/// One event to one endpoint, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    /// The event's `webhook-id` (without `evt_`).
+    pub uid: Uuid,
+    pub event_type: String,
+    pub message_id: i64,
+    /// When the change happened.
+    pub at: DateTime<Utc>,
+    /// pending, delivered or failed.
+    pub status: String,
+    pub tries: i32,
+    pub last_error: Option<String>,
+    /// When it may be tried (again); meaningful while pending.
+    pub next_at: DateTime<Utc>,
+    /// When it was delivered or given up.
+    pub done_at: Option<DateTime<Utc>>,
+}
+
+/// What asking to send one delivery again did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redelivery {
+    /// Queued again, as it is now.
+    Queued(DeliveryRow),
+    /// It is still pending: nothing to do.
+    AlreadyPending,
+    /// No such endpoint, or the event never went (or no longer goes) to it.
+    NoSuchDelivery,
+}
+
+/// `query_as!(DeliveryRow, …)`: the delivery's columns from `d` (`webhook_delivery`) and `e`
+/// (its `outbox_event`), then `$rest`, which names both.
+macro_rules! query_delivery {
+    ($before:literal, $rest:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            DeliveryRow,
+            $before
+                + r#" e.uid AS "uid!", e.type AS "event_type!", e.message_id AS "message_id!",
+                      e.at AS "at!", d.status AS "status!", d.tries AS "tries!", d.last_error,
+                      d.next_at AS "next_at!", d.done_at "#
+                + $rest
+            $(, $arg)*
+        )
+    };
 }
 
 /// The event data's row fields, as the outbox migration's `outbox_message_data` writes them.
@@ -163,36 +206,61 @@ impl Store {
         })
     }
 
-    /// Subscribes an endpoint; it gets the events committed from now on.
-    pub async fn create_webhook(&self, new: &NewEndpoint<'_>) -> Result<Uuid, StoreError> {
+    /// Subscribes an endpoint; it gets the events committed from now on. A channel that does
+    /// not exist is refused by the table's foreign key, in the same statement.
+    pub async fn create_webhook(&self, new: &NewEndpoint<'_>) -> Result<Subscribed, StoreError> {
         let id = Uuid::new_v4();
-        sqlx::query!(
-            "INSERT INTO webhook_endpoint (id, url, channel_id, events, secret)
-             VALUES ($1, $2, $3, $4, $5)",
-            id,
-            new.url,
-            new.channel.map(|c| c.as_uuid()),
-            new.events,
-            new.secret.expose(),
-        )
-        .execute(self.pool())
-        .await?;
-        Ok(id)
+        let url = new.url.as_str().to_owned();
+        let channel = new.channel.map(|c| c.as_uuid());
+        let events = new.events.to_strings();
+        let secret = new.secret.expose().to_owned();
+        let added = self
+            .run(move |pool| async move {
+                sqlx::query_as!(
+                    EndpointRow,
+                    r#"INSERT INTO webhook_endpoint (id, url, channel_id, events, secret)
+                       VALUES ($1, $2, $3, $4, $5)
+                       RETURNING id, url, channel_id, events, created_at,
+                                 0::bigint AS "pending!", 0::bigint AS "failed!""#,
+                    id,
+                    url,
+                    channel,
+                    &events,
+                    secret,
+                )
+                .fetch_one(&pool)
+                .await
+            })
+            .await;
+        match added {
+            Ok(row) => Ok(Subscribed::Added(row)),
+            Err(StoreError::Database(e))
+                if e.as_database_error()
+                    .and_then(|d| d.constraint())
+                    .is_some_and(|c| c == "webhook_endpoint_channel_id_fkey") =>
+            {
+                Ok(Subscribed::NoSuchChannel)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Every endpoint, oldest first, with its pending and failed deliveries.
     pub async fn webhooks(&self) -> Result<Vec<EndpointRow>, StoreError> {
-        Ok(sqlx::query_as!(
-            EndpointRow,
-            r#"SELECT w.id, w.url, w.channel_id, w.events, w.created_at,
-                      (SELECT count(*) FROM webhook_delivery d
-                       WHERE d.endpoint_id = w.id AND d.status = 'pending') AS "pending!",
-                      (SELECT count(*) FROM webhook_delivery d
-                       WHERE d.endpoint_id = w.id AND d.status = 'failed') AS "failed!"
-               FROM webhook_endpoint w ORDER BY w.created_at, w.id"#
-        )
-        .fetch_all(self.pool())
-        .await?)
+        self.run_retrying(|pool| async move {
+            sqlx::query_as!(
+                EndpointRow,
+                r#"SELECT w.id, w.url, w.channel_id, w.events, w.created_at,
+                          (SELECT count(*) FROM webhook_delivery d
+                           WHERE d.endpoint_id = w.id AND d.status = 'pending') AS "pending!",
+                          (SELECT count(*) FROM webhook_delivery d
+                           WHERE d.endpoint_id = w.id AND d.status = 'failed') AS "failed!"
+                   FROM webhook_endpoint w ORDER BY w.created_at, w.id"#
+            )
+            .fetch_all(&pool)
+            .await
+        })
+        .await
     }
 
     /// The ids of every endpoint: each gets a dispatcher of its own.
@@ -206,10 +274,135 @@ impl Store {
 
     /// Unsubscribes an endpoint and drops its deliveries; false if there was none.
     pub async fn remove_webhook(&self, id: Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query!("DELETE FROM webhook_endpoint WHERE id = $1", id)
-            .execute(self.pool())
+        self.run(move |pool| async move {
+            let done = sqlx::query!("DELETE FROM webhook_endpoint WHERE id = $1", id)
+                .execute(&pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    /// One endpoint's deliveries, of one status or all, newest event first, at most `limit`;
+    /// `None` if there is no such endpoint. One statement per status, so that each can use
+    /// that status's partial index (a failed delivery is found among a week of delivered ones
+    /// without reading them).
+    pub async fn deliveries(
+        &self,
+        endpoint: Uuid,
+        status: Option<DeliveryStatus>,
+        limit: i64,
+    ) -> Result<Option<Vec<DeliveryRow>>, StoreError> {
+        let rows = self
+            .run_retrying(move |pool| async move {
+                let exists = sqlx::query_scalar!(
+                    r#"SELECT EXISTS (SELECT 1 FROM webhook_endpoint WHERE id = $1) AS "exists!""#,
+                    endpoint
+                )
+                .fetch_one(&pool)
+                .await?;
+                if !exists {
+                    return Ok(None);
+                }
+                let rows = match status {
+                    None => {
+                        query_delivery!(
+                            "SELECT",
+                            "FROM webhook_delivery d JOIN outbox_event e ON e.id = d.event_id
+                             WHERE d.endpoint_id = $1
+                             ORDER BY d.event_id DESC LIMIT $2",
+                            endpoint,
+                            limit
+                        )
+                        .fetch_all(&pool)
+                        .await?
+                    }
+                    Some(DeliveryStatus::Pending) => {
+                        query_delivery!(
+                            "SELECT",
+                            "FROM webhook_delivery d JOIN outbox_event e ON e.id = d.event_id
+                             WHERE d.endpoint_id = $1 AND d.status = 'pending'
+                             ORDER BY d.event_id DESC LIMIT $2",
+                            endpoint,
+                            limit
+                        )
+                        .fetch_all(&pool)
+                        .await?
+                    }
+                    Some(DeliveryStatus::Delivered) => {
+                        query_delivery!(
+                            "SELECT",
+                            "FROM webhook_delivery d JOIN outbox_event e ON e.id = d.event_id
+                             WHERE d.endpoint_id = $1 AND d.status = 'delivered'
+                             ORDER BY d.event_id DESC LIMIT $2",
+                            endpoint,
+                            limit
+                        )
+                        .fetch_all(&pool)
+                        .await?
+                    }
+                    Some(DeliveryStatus::Failed) => {
+                        query_delivery!(
+                            "SELECT",
+                            "FROM webhook_delivery d JOIN outbox_event e ON e.id = d.event_id
+                             WHERE d.endpoint_id = $1 AND d.status = 'failed'
+                             ORDER BY d.event_id DESC LIMIT $2",
+                            endpoint,
+                            limit
+                        )
+                        .fetch_all(&pool)
+                        .await?
+                    }
+                };
+                Ok(Some(rows))
+            })
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(rows)
+    }
+
+    /// Queues one event to one endpoint again, delivered or failed, for a full `max_age` from
+    /// now (as `webhook redeliver EVENT --endpoint ID` does).
+    pub async fn redeliver_one(
+        &self,
+        endpoint: Uuid,
+        event: EventId,
+    ) -> Result<Redelivery, StoreError> {
+        let uid = event.as_uuid();
+        self.run(move |pool| async move {
+            let queued = query_delivery!(
+                "UPDATE webhook_delivery d
+                 SET status = 'pending', next_at = now(), done_at = NULL, tries = 0, since = now()
+                 FROM outbox_event e
+                 WHERE e.id = d.event_id AND e.uid = $2 AND d.endpoint_id = $1
+                   AND d.status <> 'pending'
+                 RETURNING",
+                "",
+                endpoint,
+                uid
+            )
+            .fetch_optional(&pool)
+            .await?;
+            if let Some(row) = queued {
+                return Ok(Redelivery::Queued(row));
+            }
+            // Deliveries are written with their event and only ever deleted: one that exists
+            // now existed at the UPDATE, which left it alone because it was pending.
+            let exists = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM webhook_delivery d
+                                  JOIN outbox_event e ON e.id = d.event_id
+                                  WHERE d.endpoint_id = $1 AND e.uid = $2) AS "exists!""#,
+                endpoint,
+                uid
+            )
+            .fetch_one(&pool)
+            .await?;
+            Ok(if exists {
+                Redelivery::AlreadyPending
+            } else {
+                Redelivery::NoSuchDelivery
+            })
+        })
+        .await
     }
 
     /// Takes up to `limit` of one endpoint's deliveries that are due, for one try each: they
@@ -367,7 +560,7 @@ impl Store {
     /// went to; returns how many deliveries were queued. It gets a full `max_age` from now.
     pub async fn redeliver(
         &self,
-        event_uid: Uuid,
+        event: EventId,
         endpoint: Option<Uuid>,
     ) -> Result<u64, StoreError> {
         let done = sqlx::query!(
@@ -376,7 +569,7 @@ impl Store {
              FROM outbox_event e
              WHERE e.id = d.event_id AND e.uid = $1 AND d.status <> 'pending'
                AND ($2::uuid IS NULL OR d.endpoint_id = $2)",
-            event_uid,
+            event.as_uuid(),
             endpoint
         )
         .execute(self.pool())

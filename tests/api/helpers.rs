@@ -6,7 +6,7 @@
 //! needs the CREATEDB privilege.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use embedded_pg::Cluster;
@@ -15,6 +15,8 @@ use leavemsg::startup::Application;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 
 /// Where test databases are created: a URL whose database part is replaced per test.
 struct TestServer {
@@ -632,9 +634,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_leavemsg");
 pub struct ServerProcess {
     child: std::process::Child,
     pub port: u16,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
+    log: Arc<Mutex<String>>,
     /// Set once the log's pipe has closed (everything it wrote has been read).
-    drained: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    drained: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ServerProcess {
@@ -652,10 +654,10 @@ impl ServerProcess {
             .spawn()
             .expect("start leavemsg serve");
         let stderr = child.stderr.take().expect("stderr");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = log.clone();
-        let drained = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drained = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let at_end = drained.clone();
         // Keeps draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || {
@@ -777,4 +779,122 @@ pub fn ok(url: &str, args: &[&str]) -> String {
     let out = run_leavemsg(url, args);
     assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
     stdout_of(&out)
+}
+
+/// How long a [`Receiver`] waits for the requests a test expects.
+const RECEIVER_DEADLINE: Duration = Duration::from_secs(60);
+
+// A webhook receiver: a small HTTP/1.1 server on loopback that records what it gets and
+// answers as it is told.
+
+/// What a receiver got: one request.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// How a receiver answers: a status per request in turn (then 200), or never.
+#[derive(Clone)]
+pub enum Answer {
+    Statuses(Arc<Mutex<Vec<u16>>>),
+    Hang,
+}
+
+pub struct Receiver {
+    pub url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn start(answer: Answer) -> Receiver {
+        Receiver::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), answer)
+    }
+
+    /// A receiver on a listener bound already (a port chosen earlier).
+    pub fn start_on(listener: TcpListener, answer: Answer) -> Receiver {
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let record = got.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (record, answer) = (record.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    // Requests on one connection, one after another (keep-alive).
+                    loop {
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut headers = Vec::new();
+                        loop {
+                            let mut h = String::new();
+                            stream.read_line(&mut h).await.unwrap();
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            let (n, v) = h.split_once(':').unwrap();
+                            headers.push((n.trim().to_owned(), v.trim().to_owned()));
+                        }
+                        let length: usize = headers
+                            .iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                            .map_or(0, |(_, v)| v.parse().unwrap());
+                        let mut body = vec![0; length];
+                        stream.read_exact(&mut body).await.unwrap();
+                        record.lock().unwrap().push(Received { headers, body });
+                        let status = match &answer {
+                            Answer::Hang => {
+                                std::future::pending::<()>().await;
+                                unreachable!()
+                            }
+                            Answer::Statuses(s) => {
+                                let mut s = s.lock().unwrap();
+                                if s.is_empty() { 200 } else { s.remove(0) }
+                            }
+                        };
+                        let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                        if stream.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Receiver { url, got }
+    }
+
+    pub async fn answering(statuses: &[u16]) -> Receiver {
+        Receiver::start(Answer::Statuses(Arc::new(Mutex::new(statuses.to_vec())))).await
+    }
+
+    pub fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived; returns them.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let arrived = wait_until(RECEIVER_DEADLINE, || async { self.got().len() >= n }).await;
+        let got = self.got();
+        assert!(arrived, "expected {n} requests, got {}: {got:?}", got.len());
+        got
+    }
 }

@@ -19,5 +19,6 @@ mod origins;
 mod process;
 mod queue_metrics;
 mod stream;
+mod webhook_admin;
 mod webhooks;
 mod writer;

@@ -1,6 +1,6 @@
 //! CONTRACT §7.1: signed webhooks from the transactional outbox, sent to receivers the tests
-//! run themselves (a small HTTP/1.1 server on loopback that records what it gets and answers
-//! as it is told).
+//! run themselves ([`Receiver`]: a small HTTP/1.1 server on loopback that records what it gets
+//! and answers as it is told).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,135 +14,25 @@ use tokio::net::TcpListener;
 
 use crate::helpers::*;
 use leavemsg::credentials::WebhookSecret;
-use leavemsg::store::webhooks::NewEndpoint;
+use leavemsg::domain::{EndpointUrl, EventTypes};
+use leavemsg::store::webhooks::{NewEndpoint, Subscribed};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// What a receiver got: one request.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map_or("", |(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-/// How a receiver answers: a status per request in turn (then 200), or never.
-#[derive(Clone)]
-enum Answer {
-    Statuses(Arc<Mutex<Vec<u16>>>),
-    Hang,
-}
-
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    async fn start(answer: Answer) -> Receiver {
-        Receiver::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), answer)
-    }
-
-    /// A receiver on a listener bound already (a port chosen earlier).
-    fn start_on(listener: TcpListener, answer: Answer) -> Receiver {
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let record = got.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (record, answer) = (record.clone(), answer.clone());
-                tokio::spawn(async move {
-                    let mut stream = BufReader::new(stream);
-                    // Requests on one connection, one after another (keep-alive).
-                    loop {
-                        let mut line = String::new();
-                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let mut headers = Vec::new();
-                        loop {
-                            let mut h = String::new();
-                            stream.read_line(&mut h).await.unwrap();
-                            let h = h.trim_end();
-                            if h.is_empty() {
-                                break;
-                            }
-                            let (n, v) = h.split_once(':').unwrap();
-                            headers.push((n.trim().to_owned(), v.trim().to_owned()));
-                        }
-                        let length: usize = headers
-                            .iter()
-                            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                            .map_or(0, |(_, v)| v.parse().unwrap());
-                        let mut body = vec![0; length];
-                        stream.read_exact(&mut body).await.unwrap();
-                        record.lock().unwrap().push(Received { headers, body });
-                        let status = match &answer {
-                            Answer::Hang => {
-                                std::future::pending::<()>().await;
-                                unreachable!()
-                            }
-                            Answer::Statuses(s) => {
-                                let mut s = s.lock().unwrap();
-                                if s.is_empty() { 200 } else { s.remove(0) }
-                            }
-                        };
-                        let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
-                        if stream.get_mut().write_all(reply.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Receiver { url, got }
-    }
-
-    async fn answering(statuses: &[u16]) -> Receiver {
-        Receiver::start(Answer::Statuses(Arc::new(Mutex::new(statuses.to_vec())))).await
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits until at least `n` requests arrived; returns them.
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let arrived = wait_until(DEADLINE, || async { self.got().len() >= n }).await;
-        let got = self.got();
-        assert!(arrived, "expected {n} requests, got {}: {got:?}", got.len());
-        got
-    }
-}
 
 /// Subscribes `url` to every event of every channel; returns the endpoint's secret.
 async fn subscribe(app: &TestApp, url: &str, events: &[&str]) -> WebhookSecret {
     let secret = WebhookSecret::generate();
-    let events: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
-    app.store
+    let added = app
+        .store
         .create_webhook(&NewEndpoint {
-            url,
+            url: &EndpointUrl::parse(url).unwrap(),
             channel: None,
-            events: &events,
+            events: &EventTypes::parse("events", events).unwrap(),
             secret: &secret,
         })
         .await
         .unwrap();
+    assert!(matches!(added, Subscribed::Added(_)));
     secret
 }
 
@@ -413,12 +303,21 @@ async fn the_cli_adds_lists_and_removes_endpoints_and_shows_a_secret_once() {
     for (args, says) in [
         (
             vec!["--url", "ftp://example.com/x"],
-            "--url: must be an http",
+            "--url must be an http",
         ),
-        (vec!["--url", "not a url"], "--url:"),
+        (vec!["--url", "not a url"], "--url is not an absolute"),
         (
             vec!["--url", "https://example.com", "--event", "message.sent"],
-            "--event: \"message.sent\" is not an event type",
+            "--event must name event types (message.stored, ",
+        ),
+        (
+            vec![
+                "--url",
+                "https://example.com",
+                "--channel",
+                "8c0f4d7e-1111-4222-8333-944455556666",
+            ],
+            "--channel: no channel has that Configuration ID",
         ),
         (
             vec!["--url", "https://example.com", "--channel", "x"],
