@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use chrono::Duration;
 
-use crate::domain::{PublicUrl, TrustedProxies};
+use crate::domain::{PublicUrl, Sender, SmtpUrl, TrustedProxies};
 use crate::store::DatabaseConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,6 +29,17 @@ pub struct Settings {
     /// How long a writer gathers a batch after its first message (zero: not at all).
     pub batch_window: std::time::Duration,
     pub webhooks: WebhookSettings,
+    pub email: EmailSettings,
+}
+
+/// E-mail to the team (CONTRACT §7.2). Retries and giving up follow [`WebhookSettings`]'
+/// `retry_base` and `max_age`: one outbox, one set of rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailSettings {
+    /// The mail server; `None`: no e-mail is sent (its `Debug` hides the password).
+    pub smtp: Option<SmtpUrl>,
+    /// The sender of the e-mails.
+    pub from: Sender,
 }
 
 /// How webhooks are delivered (CONTRACT §7.1).
@@ -67,6 +78,7 @@ impl std::fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("batch_window", &self.batch_window)
             .field("webhooks", &self.webhooks)
+            .field("email", &self.email)
             .finish()
     }
 }

@@ -1,9 +1,11 @@
 //! Sends what the outbox holds (CONTRACT §7): every instance runs a dispatcher, with one worker
-//! per webhook endpoint, so a slow or failing endpoint holds up only its own deliveries. Each
-//! worker takes up to [`PER_ENDPOINT`] due deliveries at a time (they are leased in the
-//! database, so other instances leave them alone), sends them at once, and records each result.
-//! Intake never waits for any of this: the events were committed with the changes.
+//! per webhook endpoint, so a slow or failing endpoint holds up only its own deliveries, and
+//! one for e-mail when a mail server is set. Each worker takes up to [`PER_ENDPOINT`] due
+//! deliveries at a time (they are leased in the database, so other instances leave them
+//! alone), sends them at once, and records each result. Intake never waits for any of this:
+//! the events were committed with the changes.
 
+pub mod email;
 mod webhook;
 
 use std::collections::HashMap;
@@ -11,7 +13,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::settings::WebhookSettings;
+use crate::domain::PublicUrl;
+use crate::settings::{EmailSettings, WebhookSettings};
 use crate::store::Store;
 
 /// At most this many tries in flight to one endpoint, per instance.
@@ -27,9 +30,38 @@ const KEEP_DELIVERED: Duration = Duration::from_secs(7 * 86_400);
 /// How often the delivered events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
+/// Runs until aborted: the e-mail worker when a mail server is set (its retries follow the
+/// webhook settings), and the webhook workers (see [`webhooks`]).
+pub async fn dispatch(
+    store: Store,
+    settings: WebhookSettings,
+    email: EmailSettings,
+    public_url: PublicUrl,
+) {
+    let mailer = email.smtp.and_then(|smtp| {
+        match email::Mailer::new(&smtp, email.from.clone(), &public_url) {
+            Ok(mailer) => {
+                tracing::info!(server = %smtp, from = %email.from, "e-mail to the team goes through this mail server");
+                Some(mailer)
+            }
+            Err(e) => {
+                tracing::error!(server = %smtp, error = %e, "no e-mail is sent: the mail server's settings do not work");
+                None
+            }
+        }
+    });
+    let mail = async {
+        if let Some(mailer) = mailer {
+            email::worker(store.clone(), mailer, settings).await;
+        }
+    };
+    // In this task, not spawned: aborting the dispatcher ends the e-mail worker too.
+    futures_util::future::join(mail, webhooks(store.clone(), settings)).await;
+}
+
 /// Runs until aborted: starts a worker for each endpoint, ends a worker whose endpoint was
 /// removed, and now and then deletes old events that went through.
-pub async fn dispatch(store: Store, settings: WebhookSettings) {
+async fn webhooks(store: Store, settings: WebhookSettings) {
     let client = webhook::client(settings.timeout);
     let mut workers: HashMap<Uuid, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut pruned = tokio::time::Instant::now();
