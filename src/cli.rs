@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use chrono::Duration;
 use clap::{Args, Parser, Subcommand};
 
-use crate::domain::{PublicUrl, TrustedProxies};
-use crate::settings::{LogFormat, Settings, WebhookSettings};
+use crate::domain::{PublicUrl, Sender, SmtpUrl, TrustedProxies};
+use crate::settings::{EmailSettings, LogFormat, Settings, WebhookSettings};
 use crate::store::DatabaseConfig;
 use crate::store::channels::CallbackSettings;
 
@@ -146,6 +146,17 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(10..=604_800)
     )]
     pub webhook_max_age_secs: u32,
+    /// Mail server for e-mail to the team (channels' --notify-email): smtp://host:25 (no
+    /// TLS), smtp://host:587?tls=required (STARTTLS) or smtps://user:password@host:465 (TLS);
+    /// user and password percent-encoded. Unset: no e-mail is sent. Retries follow the webhook
+    /// retry settings.
+    #[arg(long, env = "LEAVEMSG_SMTP_URL", value_name = "URL", hide_env_values = true,
+          value_parser = |s: &str| SmtpUrl::parse(s).map_err(|e| e.to_string()))]
+    pub smtp_url: Option<SmtpUrl>,
+    /// Sender of notification e-mails: an address, or Name <address>.
+    #[arg(long, env = "LEAVEMSG_SMTP_FROM", value_name = "ADDRESS", default_value = Sender::DEFAULT,
+          value_parser = |s: &str| Sender::parse(s).map_err(|e| e.to_string()))]
+    pub smtp_from: Sender,
 }
 
 impl Settings {
@@ -176,6 +187,10 @@ impl Settings {
                     serve.webhook_retry_base_secs,
                 )),
                 max_age: std::time::Duration::from_secs(u64::from(serve.webhook_max_age_secs)),
+            },
+            email: EmailSettings {
+                smtp: serve.smtp_url,
+                from: serve.smtp_from,
             },
         }
     }
@@ -279,6 +294,10 @@ pub enum ChannelCommand {
         prompt: Option<String>,
         #[command(flatten)]
         callbacks: CallbackArgs,
+        /// An address that gets one e-mail per stored message (through LEAVEMSG_SMTP_URL).
+        /// Repeat for several (at most 20).
+        #[arg(long = "notify-email", value_name = "ADDR")]
+        notify_emails: Vec<String>,
     },
     /// List web channels with every setting.
     List,
@@ -320,6 +339,18 @@ pub enum ChannelCommand {
         /// (1-43200).
         #[arg(long, value_name = "M", value_parser = clap::value_parser!(i32).range(1..=43_200))]
         sla_minutes: Option<i32>,
+        /// An address that gets one e-mail per stored message; repeat for several (at most
+        /// 20). The list given replaces the channel's list.
+        #[arg(
+            long = "notify-email",
+            value_name = "ADDR",
+            conflicts_with = "no_notify_email"
+        )]
+        notify_emails: Vec<String>,
+        /// Send no more e-mail about this channel's messages (e-mails not yet sent are not
+        /// sent either).
+        #[arg(long)]
+        no_notify_email: bool,
     },
 }
 
@@ -443,6 +474,30 @@ mod tests {
             vec!["leavemsg", "serve", "--listen", "localhost"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn e_mail_is_off_without_a_mail_server_and_bad_settings_are_refused() {
+        let s = parse(&[]);
+        assert_eq!(s.email.smtp, None);
+        assert_eq!(s.email.from.to_string(), "leavemsg@localhost");
+        let s = parse(&[
+            "--smtp-url",
+            "smtps://u:secret@mail.example.com",
+            "--smtp-from",
+            "Call backs <cb@example.com>",
+        ]);
+        let smtp = s.email.smtp.clone().unwrap();
+        assert_eq!((smtp.host(), smtp.port()), ("mail.example.com", 465));
+        assert!(!format!("{s:?}").contains("secret"));
+        for bad in [
+            ["--smtp-url", "http://mail.example.com"],
+            ["--smtp-from", "not an address"],
+        ] {
+            let mut argv = vec!["leavemsg", "serve"];
+            argv.extend(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
         }
     }
 

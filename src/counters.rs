@@ -5,6 +5,8 @@
 //! - `leavemsg_http_requests_total{route,method,status}` and
 //!   `leavemsg_http_request_duration_seconds{route}` (histogram), for every request;
 //! - `leavemsg_messages_stored_total`, `leavemsg_messages_deduplicated_total`;
+//! - `leavemsg_webhook_deliveries_total{result}` and `leavemsg_email_deliveries_total{result}`
+//!   (`delivered`, `retry`, `failed`): the outbox's tries;
 //! - `leavemsg_rate_limited_total{limit="token"|"ip"}`;
 //! - `leavemsg_database_failures_total{operation}` (answers of 503), one `operation` per
 //!   [`DbOperation`];
@@ -137,6 +139,10 @@ fn describe() {
         "Webhook tries by result: delivered (2xx), retry (failed, tried again later), failed (gave up)"
     );
     describe_counter!(
+        "leavemsg_email_deliveries_total",
+        "E-mail tries by result: delivered (accepted by the mail server), retry (failed, tried again later), failed (gave up)"
+    );
+    describe_counter!(
         "leavemsg_http_requests_total",
         "HTTP requests answered, by route pattern, method and status"
     );
@@ -196,6 +202,7 @@ fn register() {
     // Registering a counter adds it to the recorder at 0 without counting anything.
     for result in WEBHOOK_RESULTS {
         metrics::counter!("leavemsg_webhook_deliveries_total", "result" => result).absolute(0);
+        metrics::counter!("leavemsg_email_deliveries_total", "result" => result).absolute(0);
     }
     metrics::counter!("leavemsg_messages_stored_total").absolute(0);
     metrics::counter!("leavemsg_messages_deduplicated_total").absolute(0);
@@ -222,6 +229,11 @@ pub const WEBHOOK_RESULTS: [&str; 3] = ["delivered", "retry", "failed"];
 /// `result` is one of [`WEBHOOK_RESULTS`].
 pub fn webhook_delivery(result: &'static str) {
     metrics::counter!("leavemsg_webhook_deliveries_total", "result" => result).increment(1);
+}
+
+/// `result` is one of [`WEBHOOK_RESULTS`]: e-mails are tried, retried and given up alike.
+pub fn email_delivery(result: &'static str) {
+    metrics::counter!("leavemsg_email_deliveries_total", "result" => result).increment(1);
 }
 
 pub fn message_stored() {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use chrono::Duration;
 
 use crate::domain::{PublicUrl, TrustedProxies};
-pub use crate::outbox::WebhookSettings;
+pub use crate::outbox::{EmailSettings, WebhookSettings};
 use crate::store::DatabaseConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +30,7 @@ pub struct Settings {
     /// How long a writer gathers a batch after its first message (zero: not at all).
     pub batch_window: std::time::Duration,
     pub webhooks: WebhookSettings,
+    pub email: EmailSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -47,6 +48,7 @@ impl std::fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("batch_window", &self.batch_window)
             .field("webhooks", &self.webhooks)
+            .field("email", &self.email)
             .finish()
     }
 }

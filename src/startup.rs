@@ -12,9 +12,10 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 
 use crate::agent::brake::AuthBrake;
 use crate::agent::export::ExportSlots;
+use crate::domain::PublicUrl;
 use crate::limits::Limits;
 use crate::live::{self, Live};
-use crate::settings::{Settings, WebhookSettings};
+use crate::settings::{EmailSettings, Settings, WebhookSettings};
 use crate::store::writer::Writer;
 use crate::store::{self, Database, Store};
 use crate::visitor::VisitorState;
@@ -36,6 +37,8 @@ pub struct Application {
     live: web::Data<Live>,
     brake: web::Data<AuthBrake>,
     webhooks: WebhookSettings,
+    email: EmailSettings,
+    public_url: PublicUrl,
 }
 
 impl Application {
@@ -45,6 +48,9 @@ impl Application {
         let database = Database::open(&settings.database).await?;
         store::migrate(&database.pool).await?;
         let store = Store::new(database.pool.clone());
+        if settings.email.smtp.is_none() {
+            warn_if_email_is_wanted(&store).await;
+        }
         let visitor = web::Data::new(VisitorState {
             signing_key: store.signing_key().await?,
             store: store.clone(),
@@ -106,6 +112,8 @@ impl Application {
             live,
             brake,
             webhooks: settings.webhooks,
+            email: settings.email,
+            public_url: settings.public_url,
         })
     }
 
@@ -134,7 +142,12 @@ impl Application {
         let housekeeping = tokio::spawn(housekeeping(self.visitor.clone(), self.brake.clone()));
         let signals = tokio::spawn(stop_on_signal(self.server.handle(), self.live()));
         let listener = tokio::spawn(live::listen(Store::clone(&self.store), self.live()));
-        let outbox = tokio::spawn(outbox::dispatch(Store::clone(&self.store), self.webhooks));
+        let outbox = tokio::spawn(outbox::dispatch(
+            Store::clone(&self.store),
+            self.webhooks,
+            self.email,
+            self.public_url,
+        ));
         let served = self.server.await;
         outbox.abort();
         housekeeping.abort();
@@ -144,6 +157,21 @@ impl Application {
         // processes may take a moment to go away.
         self.database.close(Duration::from_secs(2)).await;
         served
+    }
+}
+
+/// Without a mail server, one warning at start when some channel has addresses to notify:
+/// their e-mails wait in the outbox until LEAVEMSG_SMTP_URL is set (and give up after the
+/// webhooks' maximum age once tried).
+async fn warn_if_email_is_wanted(store: &Store) {
+    match store.channels_notifying_by_email().await {
+        Ok(0) => {}
+        Ok(channels) => tracing::warn!(
+            channels,
+            "LEAVEMSG_SMTP_URL is not set: no e-mail is sent for the channels with --notify-email; \
+             their e-mails wait until it is"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read which channels notify by e-mail"),
     }
 }
 

@@ -3,7 +3,7 @@
 use anyhow::bail;
 
 use crate::cli::ChannelCommand;
-use crate::domain::{ChannelId, WebOrigin};
+use crate::domain::{ChannelId, EmailAddress, WebOrigin, notify_list};
 use crate::store::Store;
 use crate::store::channels::{CallbackSettings, Channel, ChannelUpdate, NewChannel};
 
@@ -15,15 +15,18 @@ pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
             cross_site,
             prompt,
             callbacks,
+            notify_emails,
         } => {
             let name = channel_name(&name)?;
             let origins = web_origins(&origins)?;
+            let notify_emails = notify_addresses(&notify_emails)?;
             let new = NewChannel {
                 name,
                 origins: &origins,
                 cross_site,
                 prompt: prompt.as_deref().and_then(non_blank),
                 callbacks: callbacks.into(),
+                notify_emails: &notify_emails,
             };
             let id = store.create_channel(&new).await?;
             println!("created web channel {name:?}");
@@ -32,7 +35,7 @@ pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
         ChannelCommand::List => {
             let channels = store.channels().await?;
             println!(
-                "{:<36}  {:<8}  {:<10}  NAME / ORIGINS / PROMPT / CALLBACKS",
+                "{:<36}  {:<8}  {:<10}  NAME / ORIGINS / PROMPT / CALLBACKS / NOTIFY",
                 "CONFIGURATION ID", "STATE", "COOKIE"
             );
             for c in channels {
@@ -56,12 +59,19 @@ pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
             max_attempts,
             retry_minutes,
             sla_minutes,
+            notify_emails,
+            no_notify_email,
         } => {
             let id = configuration_id(&id)?;
             let name = name.as_deref().map(channel_name).transpose()?;
             let origins = match (no_origins, origins.is_empty()) {
                 (true, _) => Some(Vec::new()),
                 (false, false) => Some(web_origins(&origins)?),
+                (false, true) => None,
+            };
+            let notify_emails = match (no_notify_email, notify_emails.is_empty()) {
+                (true, _) => Some(Vec::new()),
+                (false, false) => Some(notify_addresses(&notify_emails)?),
                 (false, true) => None,
             };
             let change = ChannelUpdate {
@@ -72,6 +82,7 @@ pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
                 max_attempts,
                 retry_minutes,
                 sla_minutes,
+                notify_emails: notify_emails.as_deref(),
             };
             if change.name.is_none()
                 && change.prompt.is_none()
@@ -80,10 +91,12 @@ pub async fn run(store: &Store, command: ChannelCommand) -> anyhow::Result<()> {
                 && change.max_attempts.is_none()
                 && change.retry_minutes.is_none()
                 && change.sla_minutes.is_none()
+                && change.notify_emails.is_none()
             {
                 bail!(
                     "nothing to change: give at least one of --name, --prompt, --origin, \
-                     --no-origins, --cross-site, --max-attempts, --retry-minutes, --sla-minutes"
+                     --no-origins, --cross-site, --max-attempts, --retry-minutes, --sla-minutes, \
+                     --notify-email, --no-notify-email"
                 );
             }
             let Some(channel) = store.update_channel(id, &change).await? else {
@@ -118,6 +131,15 @@ fn web_origins(origins: &[String]) -> anyhow::Result<Vec<String>> {
         .map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
+/// Addresses to notify, as channels store them (trimmed, repeats dropped).
+fn notify_addresses(addresses: &[String]) -> anyhow::Result<Vec<String>> {
+    Ok(notify_list(addresses)
+        .map_err(|e| anyhow::anyhow!("--notify-email: {e}"))?
+        .into_iter()
+        .map(EmailAddress::into_string)
+        .collect())
+}
+
 /// A prompt, trimmed; `None` when blank (the default prompt).
 fn non_blank(text: &str) -> Option<&str> {
     Some(text.trim()).filter(|t| !t.is_empty())
@@ -125,7 +147,7 @@ fn non_blank(text: &str) -> Option<&str> {
 
 /// One channel: its id, state and cookie, then its name and origins; its prompt on a line of
 /// its own (quoted, so that line breaks and control characters show as escapes); its callback
-/// settings on another, named as their flags are.
+/// settings on another, named as their flags are; the addresses it notifies on a last one.
 fn print_channel(c: &Channel) {
     let state = if c.enabled { "enabled" } else { "disabled" };
     let cookie = if c.cross_site {
@@ -156,4 +178,9 @@ fn print_channel(c: &Channel) {
          sla-minutes {sla_minutes}",
         ""
     );
+    if c.notify_emails.is_empty() {
+        println!("{:<62}notify-email: (none)", "");
+    } else {
+        println!("{:<62}notify-email: {}", "", c.notify_emails.join(", "));
+    }
 }

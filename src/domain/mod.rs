@@ -1,11 +1,13 @@
 //! Values that enter from outside, parsed once into types that cannot hold bad data.
 
 mod callback_after;
+mod email_address;
 mod message_id;
 mod message_text;
 mod note;
 mod phone_no;
 mod public_url;
+mod smtp_url;
 mod status;
 mod trusted_proxies;
 mod visitor;
@@ -13,11 +15,13 @@ mod web_origin;
 mod webhook;
 
 pub use callback_after::CallbackAfter;
+pub use email_address::{EmailAddress, MAX_NOTIFY_EMAILS, Sender, notify_list};
 pub use message_id::MessageId;
 pub use message_text::MessageText;
 pub use note::Note;
 pub use phone_no::PhoneNo;
 pub use public_url::PublicUrl;
+pub use smtp_url::{SmtpSecurity, SmtpUrl};
 pub use status::{AttemptResult, Outcome, Status};
 pub use trusted_proxies::TrustedProxies;
 pub use visitor::{AgentName, ChannelId, UserId, UserName};

@@ -1,9 +1,11 @@
 //! Sends what the outbox holds (CONTRACT §7): every instance runs a dispatcher, with one worker
-//! per webhook endpoint, so a slow or failing endpoint holds up only its own deliveries. Each
-//! worker takes up to [`PER_ENDPOINT`] due deliveries at a time (they are leased in the
-//! database, so other instances leave them alone), sends them at once, and records each result.
-//! Intake never waits for any of this: the events were committed with the changes.
+//! per webhook endpoint, so a slow or failing endpoint holds up only its own deliveries, and
+//! one for e-mail when a mail server is set. Each worker takes up to [`PER_ENDPOINT`] due
+//! deliveries at a time (they are leased in the database, so other instances leave them
+//! alone), sends them at once, and records each result. Intake never waits for any of this:
+//! the events were committed with the changes.
 
+pub mod email;
 mod webhook;
 
 use std::collections::HashMap;
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::domain::{PublicUrl, Sender, SmtpUrl};
 use crate::store::Store;
 
 /// How webhooks are delivered (CONTRACT §7.1).
@@ -34,6 +37,16 @@ impl Default for WebhookSettings {
     }
 }
 
+/// E-mail to the team (CONTRACT §7.2). Retries and giving up follow [`WebhookSettings`]'
+/// `retry_base` and `max_age`: one outbox, one set of rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailSettings {
+    /// The mail server; `None`: no e-mail is sent (its `Debug` hides the password).
+    pub smtp: Option<SmtpUrl>,
+    /// The sender of the e-mails.
+    pub from: Sender,
+}
+
 /// At most this many tries in flight to one endpoint, per instance.
 pub const PER_ENDPOINT: i64 = 4;
 /// How often a worker with nothing due looks again, and the dispatcher for new endpoints.
@@ -47,11 +60,52 @@ const KEEP_DELIVERED: Duration = Duration::from_secs(7 * 86_400);
 /// How often the delivered events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
+/// Runs until aborted: the e-mail worker when a mail server is set (its retries follow the
+/// webhook settings), and the webhook workers (see [`webhooks`]).
+pub async fn dispatch(
+    store: Store,
+    settings: WebhookSettings,
+    email: EmailSettings,
+    public_url: PublicUrl,
+) {
+    let mailer = email.smtp.and_then(|smtp| {
+        match email::Mailer::new(&smtp, email.from.clone(), &public_url) {
+            Ok(mailer) => {
+                tracing::info!(server = %smtp, from = %email.from, "e-mail to the team goes through this mail server");
+                Some(mailer)
+            }
+            Err(e) => {
+                tracing::error!(server = %smtp, error = %e, "no e-mail is sent: the mail server's settings do not work");
+                None
+            }
+        }
+    });
+    let mail = async {
+        if let Some(mailer) = mailer {
+            email::worker(store.clone(), mailer, settings).await;
+        }
+    };
+    // In this task, not spawned: aborting the dispatcher ends the e-mail worker too.
+    futures_util::future::join(mail, webhooks(store.clone(), settings)).await;
+}
+
 /// Runs until aborted: starts a worker for each endpoint, ends a worker whose endpoint was
 /// removed, and now and then deletes old events that went through.
-pub async fn dispatch(store: Store, settings: WebhookSettings) {
+/// The endpoint workers, each ended when this is dropped: aborting the dispatcher ends them.
+#[derive(Default)]
+struct Workers(HashMap<Uuid, tokio::task::JoinHandle<()>>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for worker in self.0.values() {
+            worker.abort();
+        }
+    }
+}
+
+async fn webhooks(store: Store, settings: WebhookSettings) {
     let client = webhook::client(settings.timeout);
-    let mut workers: HashMap<Uuid, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut workers = Workers::default();
     let mut pruned = tokio::time::Instant::now();
     loop {
         if pruned.elapsed() >= PRUNE_EVERY {
@@ -67,7 +121,7 @@ pub async fn dispatch(store: Store, settings: WebhookSettings) {
         }
         match store.webhook_ids().await {
             Ok(ids) => {
-                workers.retain(|id, worker| {
+                workers.0.retain(|id, worker| {
                     let keep = ids.contains(id) && !worker.is_finished();
                     if !keep {
                         worker.abort();
@@ -75,7 +129,7 @@ pub async fn dispatch(store: Store, settings: WebhookSettings) {
                     keep
                 });
                 for id in ids {
-                    workers.entry(id).or_insert_with(|| {
+                    workers.0.entry(id).or_insert_with(|| {
                         tokio::spawn(endpoint_worker(store.clone(), client.clone(), settings, id))
                     });
                 }

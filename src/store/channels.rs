@@ -12,6 +12,8 @@ pub struct Channel {
     pub cross_site: bool,
     pub prompt: Option<String>,
     pub callbacks: CallbackSettings,
+    /// Addresses that get one e-mail per stored message (CONTRACT §7.2).
+    pub notify_emails: Vec<String>,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
 }
@@ -51,6 +53,7 @@ struct ChannelRow {
     max_attempts: i16,
     retry_minutes: i32,
     sla_minutes: i32,
+    notify_emails: Vec<String>,
     enabled: bool,
     created_at: DateTime<Utc>,
 }
@@ -68,6 +71,7 @@ impl From<ChannelRow> for Channel {
                 retry_minutes: r.retry_minutes,
                 sla_minutes: r.sla_minutes,
             },
+            notify_emails: r.notify_emails,
             enabled: r.enabled,
             created_at: r.created_at,
         }
@@ -80,6 +84,8 @@ pub struct NewChannel<'a> {
     pub cross_site: bool,
     pub prompt: Option<&'a str>,
     pub callbacks: CallbackSettings,
+    /// Parsed addresses ([`crate::domain::EmailAddress`]), as text.
+    pub notify_emails: &'a [String],
 }
 
 /// A change of a channel's settings: `None` leaves a setting as it is.
@@ -93,6 +99,8 @@ pub struct ChannelUpdate<'a> {
     pub max_attempts: Option<i16>,
     pub retry_minutes: Option<i32>,
     pub sla_minutes: Option<i32>,
+    /// Replaces the list (empty: no e-mail).
+    pub notify_emails: Option<&'a [String]>,
 }
 
 impl Store {
@@ -100,8 +108,8 @@ impl Store {
         let id = ChannelId::new_random();
         sqlx::query!(
             "INSERT INTO web_channel (id, name, origins, cross_site, prompt, max_attempts,
-                                      retry_minutes, sla_minutes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                      retry_minutes, sla_minutes, notify_emails)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             id.as_uuid(),
             new.name,
             new.origins,
@@ -110,6 +118,7 @@ impl Store {
             new.callbacks.max_attempts,
             new.callbacks.retry_minutes,
             new.callbacks.sla_minutes,
+            new.notify_emails,
         )
         .execute(self.pool())
         .await?;
@@ -123,7 +132,7 @@ impl Store {
                 sqlx::query_as!(
                     ChannelRow,
                     "SELECT id, name, origins, cross_site, prompt, max_attempts, retry_minutes, sla_minutes,
-                enabled, created_at
+                notify_emails, enabled, created_at
          FROM web_channel WHERE id = $1",
                     id.as_uuid()
                 )
@@ -138,7 +147,7 @@ impl Store {
         let rows = sqlx::query_as!(
             ChannelRow,
             "SELECT id, name, origins, cross_site, prompt, max_attempts, retry_minutes, sla_minutes,
-                enabled, created_at
+                notify_emails, enabled, created_at
          FROM web_channel ORDER BY created_at, id"
         )
         .fetch_all(self.pool())
@@ -177,10 +186,11 @@ impl Store {
                  cross_site = coalesce($6, cross_site),
                  max_attempts = coalesce($7, max_attempts),
                  retry_minutes = coalesce($8, retry_minutes),
-                 sla_minutes = coalesce($9, sla_minutes)
+                 sla_minutes = coalesce($9, sla_minutes),
+                 notify_emails = coalesce($10, notify_emails)
              WHERE id = $1
              RETURNING id, name, origins, cross_site, prompt, max_attempts, retry_minutes,
-                       sla_minutes, enabled, created_at",
+                       sla_minutes, notify_emails, enabled, created_at",
             id.as_uuid(),
             change.name,
             change.prompt.is_some(),
@@ -190,10 +200,20 @@ impl Store {
             change.max_attempts,
             change.retry_minutes,
             change.sla_minutes,
+            change.notify_emails,
         )
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(Channel::from))
+    }
+
+    /// How many channels have addresses to notify by e-mail.
+    pub async fn channels_notifying_by_email(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM web_channel WHERE notify_emails <> '{}'"#
+        )
+        .fetch_one(self.pool())
+        .await?)
     }
 
     /// Every origin some enabled channel lists.

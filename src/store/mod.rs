@@ -7,6 +7,7 @@ mod row;
 pub mod agents;
 pub mod channels;
 mod database;
+pub mod email;
 mod handle;
 pub mod history;
 pub mod listing;

@@ -146,7 +146,7 @@ struct EventRow {
     attempt: Option<serde_json::Value>,
 }
 
-fn message_of(
+pub(super) fn message_of(
     data: serde_json::Value,
 ) -> Result<(MessageRow, Option<serde_json::Value>), StoreError> {
     let row: EventRow = serde_json::from_value(data)
@@ -524,13 +524,16 @@ impl Store {
     }
 
     /// Deletes the events older than `older_than` that went through to every endpoint (none
-    /// pending or failed), with their deliveries; returns how many events.
+    /// pending or failed) and whose e-mail is done (delivered, dropped or given up: e-mail has
+    /// no redeliver), with their deliveries; returns how many events.
     pub async fn prune_outbox(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
         let done = sqlx::query!(
             "DELETE FROM outbox_event e
              WHERE e.at < now() - make_interval(secs => $1)
                AND NOT EXISTS (SELECT 1 FROM webhook_delivery d
-                               WHERE d.event_id = e.id AND d.status <> 'delivered')",
+                               WHERE d.event_id = e.id AND d.status <> 'delivered')
+               AND NOT EXISTS (SELECT 1 FROM email_delivery m
+                               WHERE m.event_id = e.id AND m.status = 'pending')",
             older_than.as_secs_f64()
         )
         .execute(self.pool())

@@ -132,6 +132,7 @@ async fn a_visitor_sees_a_field_error_then_leaves_a_message() {
             cross_site: false,
             prompt: Some("Our lines are busy <b>right now</b>."),
             callbacks: Default::default(),
+            notify_emails: &[],
         })
         .await
         .unwrap();

@@ -141,25 +141,6 @@ fn socket_options(cluster: &Cluster, database: &str) -> PgConnectOptions {
         .database(database)
 }
 
-/// A new CA called `ca_name` (PEM), and a certificate for `name` it signed with that
-/// certificate's key (PEM).
-fn certificates(ca_name: &str, name: &str) -> (String, String, String) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
-        KeyUsagePurpose,
-    };
-    let mut ca = CertificateParams::new(Vec::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, ca_name);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut server = CertificateParams::new(vec![name.to_owned()]).unwrap();
-    server.distinguished_name.push(DnType::CommonName, name);
-    let server = server.signed_by(&key, &ca).unwrap();
-    (ca.pem(), server.pem(), key.serialize_pem())
-}
-
 /// Runs `leavemsg ARGS` with `DATABASE_URL` and `envs` only: no .env, no inherited
 /// PostgreSQL or certificate-store variables.
 fn leavemsg(url: &str, envs: &[(&str, &str)], args: &[&str]) -> Output {

@@ -263,6 +263,7 @@ impl TestApp {
                 cross_site,
                 prompt: None,
                 callbacks: Default::default(),
+                notify_emails: &[],
             })
             .await
             .expect("create channel");
@@ -897,4 +898,23 @@ impl Receiver {
         assert!(arrived, "expected {n} requests, got {}: {got:?}", got.len());
         got
     }
+}
+
+/// A new CA called `ca_name` (PEM), and a certificate for `name` it signed with that
+/// certificate's key (PEM). `name` may be a host name or an IP address.
+pub fn certificates(ca_name: &str, name: &str) -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut server = CertificateParams::new(vec![name.to_owned()]).unwrap();
+    server.distinguished_name.push(DnType::CommonName, name);
+    let server = server.signed_by(&key, &ca).unwrap();
+    (ca.pem(), server.pem(), key.serialize_pem())
 }

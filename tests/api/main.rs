@@ -11,6 +11,7 @@ mod channel_update;
 mod cli;
 mod database_faults;
 mod database_tls;
+mod email;
 mod export;
 mod helpers;
 mod leave_message;

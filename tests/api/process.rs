@@ -22,6 +22,7 @@ async fn prepared_database() -> (String, String) {
             cross_site: false,
             prompt: None,
             callbacks: Default::default(),
+            notify_emails: &[],
         })
         .await
         .unwrap();

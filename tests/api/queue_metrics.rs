@@ -87,6 +87,7 @@ async fn due_overdue_and_oldest_age_are_counted_per_channel() {
                 sla_minutes: 30,
                 ..CallbackSettings::DEFAULT
             },
+            notify_emails: &[],
         })
         .await
         .unwrap()
