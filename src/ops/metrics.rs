@@ -126,12 +126,12 @@ fn format_outbox(outbox: Option<OutboxLevel>) -> String {
     for (name, help, value) in [
         (
             "leavemsg_outbox_pending_deliveries",
-            "Webhook deliveries waiting to be sent or tried again",
+            "Webhook and e-mail deliveries waiting to be sent or tried again",
             outbox.map(|o| o.pending.to_string()),
         ),
         (
             "leavemsg_outbox_oldest_pending_age_seconds",
-            "Seconds since the longest-waiting webhook delivery was queued; 0 when none waits",
+            "Seconds since the longest-waiting webhook or e-mail delivery was queued; 0 when none waits",
             outbox.map(|o| o.oldest_pending_age_seconds.to_string()),
         ),
     ] {

@@ -182,21 +182,23 @@ pub(super) fn message_of(
 /// What waits in the outbox right now (CONTRACT §7.3).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OutboxLevel {
-    /// Deliveries waiting to be sent or tried again.
+    /// Deliveries (webhooks and e-mails) waiting to be sent or tried again.
     pub pending: i64,
     /// Seconds since the longest-waiting of them was queued; 0 when none waits.
     pub oldest_pending_age_seconds: f64,
 }
 
 impl Store {
-    /// How many deliveries wait, and for how long the oldest has: one statement over the
-    /// pending ones only.
+    /// How many deliveries (webhooks and e-mails) wait, and for how long the oldest has: one
+    /// statement over the pending ones only.
     pub async fn outbox_level(&self) -> Result<OutboxLevel, StoreError> {
         let row = sqlx::query!(
             r#"SELECT count(*) AS "pending!",
                       coalesce(extract(epoch FROM now() - min(since)), 0)::float8
                           AS "oldest_pending_age_seconds!"
-               FROM webhook_delivery WHERE status = 'pending'"#
+               FROM (SELECT since FROM webhook_delivery WHERE status = 'pending'
+                     UNION ALL
+                     SELECT since FROM email_delivery WHERE status = 'pending') waiting"#
         )
         .fetch_one(self.pool())
         .await?;
