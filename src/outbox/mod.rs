@@ -1,14 +1,17 @@
 //! Sends what the outbox holds (CONTRACT §7): every instance runs a dispatcher, with one worker
 //! per webhook endpoint, so a slow or failing endpoint holds up only its own deliveries, and
-//! one for e-mail when a mail server is set. Each worker takes up to [`PER_ENDPOINT`] due
-//! deliveries at a time (they are leased in the database, so other instances leave them
-//! alone), sends them at once, and records each result. Intake never waits for any of this:
-//! the events were committed with the changes.
+//! one for e-mail when a mail server is set. A webhook worker takes up to [`BATCH`] due
+//! deliveries at a time (leased in the database, so other instances leave them alone), sends
+//! them [`PER_ENDPOINT`] at a time, and records the delivered ones in one statement. Intake
+//! never waits for any of this: the events were committed with the changes, and the
+//! dispatchers' own commits do not wait for the disk (see `store::webhooks`).
 
 pub mod email;
 mod webhook;
 
 use std::collections::HashMap;
+
+use futures_util::StreamExt;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -49,6 +52,8 @@ pub struct EmailSettings {
 
 /// At most this many tries in flight to one endpoint, per instance.
 pub const PER_ENDPOINT: i64 = 4;
+/// Deliveries one worker takes at a time (sent PER_ENDPOINT at a time, recorded together).
+const BATCH: i64 = 16;
 /// How often a worker with nothing due looks again, and the dispatcher for new endpoints.
 const POLL: Duration = Duration::from_millis(500);
 /// The longest wait between two tries of one delivery.
@@ -146,10 +151,12 @@ async fn endpoint_worker(
     settings: WebhookSettings,
     endpoint: Uuid,
 ) {
-    // Long enough that a try still under way is never taken by another instance.
-    let lease = settings.timeout + Duration::from_secs(30);
+    // Long enough for a whole batch at PER_ENDPOINT at a time, each try taking its whole
+    // timeout: a try still under way is never taken by another instance.
+    let rounds = u32::try_from((BATCH + PER_ENDPOINT - 1) / PER_ENDPOINT).unwrap_or(u32::MAX);
+    let lease = settings.timeout.saturating_mul(rounds) + Duration::from_secs(30);
     loop {
-        let batch = match store.take_deliveries(endpoint, PER_ENDPOINT, lease).await {
+        let batch = match store.take_deliveries(endpoint, BATCH, lease).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(%endpoint, error = %e, "cannot take webhook deliveries");
@@ -161,51 +168,68 @@ async fn endpoint_worker(
             tokio::time::sleep(POLL).await;
             continue;
         }
-        let tries = batch.into_iter().map(|delivery| {
-            let (store, client) = (store.clone(), client.clone());
-            async move {
-                let outcome = webhook::send(&client, &delivery).await;
-                record(&store, &settings, &delivery, outcome).await;
-            }
-        });
-        futures_util::future::join_all(tries).await;
+        let outcomes: Vec<_> = futures_util::stream::iter(batch)
+            .map(|delivery| {
+                let client = client.clone();
+                async move {
+                    let outcome = webhook::send(&client, &delivery).await;
+                    (delivery, outcome)
+                }
+            })
+            .buffer_unordered(usize::try_from(PER_ENDPOINT).unwrap_or(1))
+            .collect()
+            .await;
+        record(&store, &settings, endpoint, outcomes).await;
     }
 }
 
+/// Records a batch's results: the delivered ones in one statement, each failure on its own.
 async fn record(
     store: &Store,
     settings: &WebhookSettings,
-    delivery: &crate::store::webhooks::Delivery,
-    outcome: Result<(), String>,
+    endpoint: Uuid,
+    outcomes: Vec<(crate::store::webhooks::Delivery, Result<(), String>)>,
 ) {
-    let (endpoint, event) = (delivery.endpoint_id, delivery.event_id);
-    let result = match outcome {
-        Ok(()) => {
-            crate::counters::webhook_delivery("delivered");
-            store.delivered(endpoint, event).await
-        }
-        Err(error) => {
-            let wait = backoff(settings.retry_base, delivery.tries);
-            match store
-                .retry_later(endpoint, event, &error, wait, settings.max_age)
-                .await
-            {
-                Ok(gave_up) => {
-                    crate::counters::webhook_delivery(if gave_up { "failed" } else { "retry" });
-                    if gave_up {
-                        tracing::warn!(%endpoint, event, %error, "webhook delivery gave up");
-                    } else {
-                        tracing::info!(%endpoint, event, %error, retry_in = ?wait, "webhook delivery failed; will retry");
+    let mut delivered = Vec::new();
+    for (delivery, outcome) in outcomes {
+        let event = delivery.event_id;
+        match outcome {
+            Ok(()) => delivered.push(event),
+            Err(error) => {
+                let wait = backoff(settings.retry_base, delivery.tries);
+                match store
+                    .retry_later(endpoint, event, &error, wait, settings.max_age)
+                    .await
+                {
+                    Ok(gave_up) => {
+                        crate::counters::webhook_delivery(if gave_up { "failed" } else { "retry" });
+                        if gave_up {
+                            tracing::warn!(%endpoint, event, %error, "webhook delivery gave up");
+                        } else {
+                            tracing::info!(%endpoint, event, %error, retry_in = ?wait, "webhook delivery failed; will retry");
+                        }
                     }
-                    Ok(())
+                    // The lease runs out and the delivery is tried again: at least once.
+                    Err(e) => {
+                        tracing::warn!(%endpoint, event, error = %e, "cannot record a webhook delivery's result")
+                    }
                 }
-                Err(e) => Err(e),
             }
         }
-    };
-    if let Err(e) = result {
-        // The lease runs out and the delivery is tried again: at least once, never lost.
-        tracing::warn!(%endpoint, event, error = %e, "cannot record a webhook delivery's result");
+    }
+    if delivered.is_empty() {
+        return;
+    }
+    match store.delivered(endpoint, &delivered).await {
+        Ok(()) => {
+            for _ in &delivered {
+                crate::counters::webhook_delivery("delivered");
+            }
+        }
+        // Sent again once their lease runs out: at least once, never lost.
+        Err(e) => {
+            tracing::warn!(%endpoint, events = delivered.len(), error = %e, "cannot record delivered webhooks")
+        }
     }
 }
 

@@ -418,6 +418,7 @@ impl Store {
         lease: std::time::Duration,
     ) -> Result<Vec<Delivery>, StoreError> {
         let lease_secs = lease.as_secs_f64();
+        let mut tx = dispatcher_transaction(self.pool()).await?;
         let rows = sqlx::query!(
             r#"WITH due AS (
                    SELECT d.endpoint_id, d.event_id
@@ -449,8 +450,9 @@ impl Store {
             limit,
             lease_secs,
         )
-        .fetch_all(self.pool())
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         rows.into_iter()
             .map(|r| {
                 let (message, attempt) = match r.data {
@@ -478,17 +480,19 @@ impl Store {
             .collect()
     }
 
-    /// The endpoint answered 2xx.
-    pub async fn delivered(&self, endpoint: Uuid, event: i64) -> Result<(), StoreError> {
+    /// The endpoint answered 2xx to these events' tries: one statement for a batch.
+    pub async fn delivered(&self, endpoint: Uuid, events: &[i64]) -> Result<(), StoreError> {
+        let mut tx = dispatcher_transaction(self.pool()).await?;
         sqlx::query!(
             "UPDATE webhook_delivery
              SET status = 'delivered', done_at = now(), last_error = NULL
-             WHERE endpoint_id = $1 AND event_id = $2 AND status = 'pending'",
+             WHERE endpoint_id = $1 AND event_id = ANY($2) AND status = 'pending'",
             endpoint,
-            event
+            events
         )
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -503,6 +507,7 @@ impl Store {
         retry_in: std::time::Duration,
         max_age: std::time::Duration,
     ) -> Result<bool, StoreError> {
+        let mut tx = dispatcher_transaction(self.pool()).await?;
         let gave_up = sqlx::query_scalar!(
             r#"UPDATE webhook_delivery d
                SET last_error = left($3, 500),
@@ -520,8 +525,9 @@ impl Store {
             retry_in.as_secs_f64(),
             max_age.as_secs_f64(),
         )
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(gave_up.unwrap_or(false))
     }
 
@@ -581,4 +587,19 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// A transaction for the dispatchers' own bookkeeping (leases and results), committed without
+/// waiting for the disk: only a crash of PostgreSQL can lose such a commit, and then a
+/// delivery is sent again, which the contract allows after a crash (receivers deduplicate on
+/// `webhook-id`). Waiting for the disk here would cost a flush per delivery, which intake's
+/// commits would queue behind.
+async fn dispatcher_transaction(
+    pool: &sqlx::PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
