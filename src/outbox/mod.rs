@@ -211,7 +211,7 @@ async fn record(
                     }
                     // The lease runs out and the delivery is tried again: at least once.
                     Err(e) => {
-                        tracing::warn!(%endpoint, event, error = %e, "cannot record a webhook delivery's result")
+                        tracing::warn!(%endpoint, event, error = %e, "cannot record a webhook delivery's result");
                     }
                 }
             }
@@ -228,7 +228,7 @@ async fn record(
         }
         // Sent again once their lease runs out: at least once, never lost.
         Err(e) => {
-            tracing::warn!(%endpoint, events = delivered.len(), error = %e, "cannot record delivered webhooks")
+            tracing::warn!(%endpoint, events = delivered.len(), error = %e, "cannot record delivered webhooks");
         }
     }
 }
