@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// A message as stored, with what agents did to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message as stored, with what agents did to it. Also read back from an outbox event's
+/// data (JSON with these field names).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct MessageRow {
     pub id: i64,
     pub channel_id: Uuid,

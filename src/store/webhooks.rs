@@ -119,64 +119,21 @@ macro_rules! query_delivery {
     };
 }
 
-/// The event data's row fields, as the outbox migration's `outbox_message_data` writes them.
+/// An event's data: the message's row fields, as the outbox migration's `outbox_message_data`
+/// writes them, and the attempt for `message.attempted`.
 #[derive(serde::Deserialize)]
-struct EventRow {
-    id: i64,
-    channel_id: Uuid,
-    user_id: String,
-    user_name: String,
-    phone_no: String,
-    leave_message: String,
-    client_ip: String,
-    user_agent: Option<String>,
-    received_at: DateTime<Utc>,
-    status: String,
-    assigned_to: Option<String>,
-    assigned_at: Option<DateTime<Utc>>,
-    processed_at: Option<DateTime<Utc>>,
-    outcome: Option<String>,
-    note: Option<String>,
-    callback_after: Option<DateTime<Utc>>,
-    due_at: DateTime<Utc>,
-    overdue_at: DateTime<Utc>,
-    overdue: bool,
-    attempts: i16,
-    max_attempts: i16,
+struct EventData {
+    #[serde(flatten)]
+    message: MessageRow,
     attempt: Option<serde_json::Value>,
 }
 
 pub(super) fn message_of(
     data: serde_json::Value,
 ) -> Result<(MessageRow, Option<serde_json::Value>), StoreError> {
-    let row: EventRow = serde_json::from_value(data)
+    let data: EventData = serde_json::from_value(data)
         .map_err(|e| StoreError::Task(format!("an outbox event's data does not read back: {e}")))?;
-    Ok((
-        MessageRow {
-            id: row.id,
-            channel_id: row.channel_id,
-            user_id: row.user_id,
-            user_name: row.user_name,
-            phone_no: row.phone_no,
-            leave_message: row.leave_message,
-            client_ip: row.client_ip,
-            user_agent: row.user_agent,
-            received_at: row.received_at,
-            status: row.status,
-            assigned_to: row.assigned_to,
-            assigned_at: row.assigned_at,
-            processed_at: row.processed_at,
-            outcome: row.outcome,
-            note: row.note,
-            callback_after: row.callback_after,
-            due_at: row.due_at,
-            overdue_at: row.overdue_at,
-            overdue: row.overdue,
-            attempts: row.attempts,
-            max_attempts: row.max_attempts,
-        },
-        row.attempt,
-    ))
+    Ok((data.message, data.attempt))
 }
 
 /// What waits in the outbox right now (CONTRACT §7.3).
