@@ -13,9 +13,8 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use super::{POLL, backoff};
+use super::{POLL, WebhookSettings, backoff};
 use crate::domain::{PublicUrl, Sender, SmtpSecurity, SmtpUrl};
-use crate::settings::WebhookSettings;
 use crate::store::email::EmailDelivery;
 use crate::store::{MessageRow, Store};
 
