@@ -142,14 +142,10 @@ impl Application {
         let housekeeping = tokio::spawn(housekeeping(self.visitor.clone(), self.brake.clone()));
         let signals = tokio::spawn(stop_on_signal(self.server.handle(), self.live()));
         let listener = tokio::spawn(live::listen(Store::clone(&self.store), self.live()));
-        let outbox = tokio::spawn(outbox::dispatch(
-            Store::clone(&self.store),
-            self.webhooks,
-            self.email,
-            self.public_url,
-        ));
+        let outbox =
+            outbox::Dispatcher::start(&self.store, self.webhooks, self.email, self.public_url)?;
         let served = self.server.await;
-        outbox.abort();
+        outbox.stop().await;
         housekeeping.abort();
         listener.abort();
         signals.abort();

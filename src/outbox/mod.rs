@@ -1,9 +1,14 @@
 //! Sends what the outbox holds (CONTRACT §7): every instance runs a dispatcher, with one worker
 //! per webhook endpoint, so a slow or failing endpoint holds up only its own deliveries, and
-//! one for e-mail when a mail server is set. A webhook worker takes up to [`BATCH`] due
-//! deliveries at a time (leased in the database, so other instances leave them alone), sends
-//! them [`PER_ENDPOINT`] at a time, and records the delivered ones in one statement. Intake
-//! never waits for any of this: the events were committed with the changes, and the
+//! one for e-mail when a mail server is set. A webhook worker, in turns:
+//! - takes the stored messages past its endpoint's place (up to [`STORED_ROWS`] intake
+//!   statements, leased in the database so other instances leave them alone), sends them
+//!   [`PER_ENDPOINT`] at a time, and moves the place on, turning each failed try into a
+//!   delivery row to retry;
+//! - takes up to [`BATCH`] due delivery rows (agent actions, erasures, retries), sends them
+//!   the same way, and records the delivered ones in one statement.
+//!
+//! Intake never waits for any of this: what is to send was committed with the changes, and the
 //! dispatchers' own commits do not wait for the disk (see `store::webhooks`).
 
 pub mod email;
@@ -18,6 +23,7 @@ use uuid::Uuid;
 
 use crate::domain::{PublicUrl, Sender, SmtpUrl};
 use crate::store::Store;
+use crate::store::webhooks::{Delivery, StoredFailure, StoredRange, StoredStep};
 
 /// How webhooks are delivered (CONTRACT §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +60,9 @@ pub struct EmailSettings {
 pub const PER_ENDPOINT: i64 = 4;
 /// Deliveries one worker takes at a time (sent PER_ENDPOINT at a time, recorded together).
 const BATCH: i64 = 16;
+/// Intake statements' worth of stored messages one worker takes at a time (a statement
+/// stores up to the writer's batch size).
+const STORED_ROWS: i64 = 16;
 /// How often a worker with nothing due looks again, and the dispatcher for new endpoints.
 const POLL: Duration = Duration::from_millis(500);
 /// The longest wait between two tries of one delivery.
@@ -64,6 +73,78 @@ const RETRY_MAX: Duration = Duration::from_secs(3600);
 const KEEP_DELIVERED: Duration = Duration::from_secs(7 * 86_400);
 /// How often the delivered events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Database connections the dispatcher of one instance uses at most (a pool of its own).
+const CONNECTIONS: u32 = 2;
+
+/// The dispatcher, on a thread of its own at the lowest CPU priority, with its own runtime and
+/// its own few database connections: when the machine is busy, intake and the agents go first
+/// and notifications wait in the outbox (never lost, and counted by
+/// `leavemsg_outbox_oldest_pending_age_seconds`); with CPU to spare it sends at full speed.
+/// Dropping it stops the thread without waiting; [`Dispatcher::stop`] also waits.
+pub struct Dispatcher {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Dispatcher {
+    /// Starts the dispatcher (see [`dispatch`]) for `store`'s database.
+    pub fn start(
+        store: &Store,
+        settings: WebhookSettings,
+        email: EmailSettings,
+        public_url: PublicUrl,
+    ) -> std::io::Result<Dispatcher> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let parent = store.clone();
+        let thread = std::thread::Builder::new()
+            .name("leavemsg-outbox".to_owned())
+            .spawn(move || {
+                let lowered = thread_priority::set_current_thread_priority(
+                    thread_priority::ThreadPriority::Min,
+                );
+                if let Err(e) = lowered {
+                    tracing::info!(error = ?e, "the outbox runs at normal CPU priority: its thread's could not be lowered");
+                }
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "no webhook or e-mail is sent: the outbox's runtime does not start");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let store = parent.on_own_pool(CONNECTIONS);
+                    tokio::select! {
+                        () = dispatch(store.clone(), settings, email, public_url) => {}
+                        _ = stopped => {}
+                    }
+                    // Its connections end with it: an embedded cluster counts them as clients.
+                    let closed = tokio::time::timeout(Duration::from_secs(5), store.pool().close());
+                    if closed.await.is_err() {
+                        tracing::warn!("the outbox's database connections did not close in 5 s");
+                    }
+                });
+            })?;
+        Ok(Dispatcher {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the dispatcher and waits for its thread to end (its connections closed).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
 
 /// Runs until aborted: the e-mail worker when a mail server is set (its retries follow the
 /// webhook settings), and the webhook workers (see [`webhooks`]).
@@ -151,12 +232,34 @@ async fn endpoint_worker(
     settings: WebhookSettings,
     endpoint: Uuid,
 ) {
-    // Long enough for a whole batch at PER_ENDPOINT at a time, each try taking its whole
-    // timeout: a try still under way is never taken by another instance.
-    let rounds = u32::try_from((BATCH + PER_ENDPOINT - 1) / PER_ENDPOINT).unwrap_or(u32::MAX);
-    let lease = settings.timeout.saturating_mul(rounds) + Duration::from_secs(30);
+    // Long enough for every try at PER_ENDPOINT at a time, each taking its whole timeout: a
+    // try still under way is never taken by another instance.
+    let lease = move |tries: usize| {
+        let rounds = tries.div_ceil(usize::try_from(PER_ENDPOINT).unwrap_or(1));
+        settings
+            .timeout
+            .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+            + Duration::from_secs(30)
+    };
     loop {
-        let batch = match store.take_deliveries(endpoint, BATCH, lease).await {
+        let stored = match store.take_stored(endpoint, STORED_ROWS, lease).await {
+            Ok(StoredStep::Send(range)) => {
+                let outcomes = send_all(&client, range.deliveries.iter().cloned()).await;
+                record_stored(&store, &settings, endpoint, &range, &outcomes).await;
+                true
+            }
+            Ok(StoredStep::Moved) => true,
+            Ok(StoredStep::Nothing) => false,
+            Err(e) => {
+                tracing::warn!(%endpoint, error = %e, "cannot take stored messages to send");
+                tokio::time::sleep(POLL * 4).await;
+                continue;
+            }
+        };
+        let batch = match store
+            .take_deliveries(endpoint, BATCH, lease(usize::try_from(BATCH).unwrap_or(1)))
+            .await
+        {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(%endpoint, error = %e, "cannot take webhook deliveries");
@@ -165,21 +268,71 @@ async fn endpoint_worker(
             }
         };
         if batch.is_empty() {
-            tokio::time::sleep(POLL).await;
+            if !stored {
+                tokio::time::sleep(POLL).await;
+            }
             continue;
         }
-        let outcomes: Vec<_> = futures_util::stream::iter(batch)
-            .map(|delivery| {
-                let client = client.clone();
-                async move {
-                    let outcome = webhook::send(&client, &delivery).await;
-                    (delivery, outcome)
-                }
-            })
-            .buffer_unordered(usize::try_from(PER_ENDPOINT).unwrap_or(1))
-            .collect()
-            .await;
+        let outcomes = send_all(&client, batch).await;
         record(&store, &settings, endpoint, outcomes).await;
+    }
+}
+
+/// Sends each delivery once, PER_ENDPOINT at a time.
+async fn send_all(
+    client: &reqwest::Client,
+    deliveries: impl IntoIterator<Item = Delivery>,
+) -> Vec<(Delivery, Result<(), String>)> {
+    futures_util::stream::iter(deliveries)
+        .map(|delivery| async move {
+            let outcome = webhook::send(client, &delivery).await;
+            (delivery, outcome)
+        })
+        .buffer_unordered(usize::try_from(PER_ENDPOINT).unwrap_or(1))
+        .collect()
+        .await
+}
+
+/// Records a range of stored messages: the endpoint's place moves past it, and each failed
+/// try becomes a delivery row, retried like any other.
+async fn record_stored(
+    store: &Store,
+    settings: &WebhookSettings,
+    endpoint: Uuid,
+    range: &StoredRange,
+    outcomes: &[(Delivery, Result<(), String>)],
+) {
+    let failures: Vec<StoredFailure<'_>> = outcomes
+        .iter()
+        .filter_map(|(delivery, outcome)| {
+            outcome.as_ref().err().map(|error| StoredFailure {
+                delivery,
+                error,
+                retry_in: backoff(settings.retry_base, 1),
+            })
+        })
+        .collect();
+    match store
+        .stored_sent(endpoint, range, &failures, settings.max_age)
+        .await
+    {
+        Ok(true) => {
+            for _ in 0..outcomes.len() - failures.len() {
+                crate::counters::webhook_delivery("delivered");
+            }
+            for failure in &failures {
+                crate::counters::webhook_delivery("retry");
+                tracing::info!(%endpoint, message = failure.delivery.message_id, error = %failure.error, retry_in = ?failure.retry_in, "webhook delivery failed; will retry");
+            }
+        }
+        // Another instance took the range over once the lease ran out, and sends it again.
+        Ok(false) => {
+            tracing::warn!(%endpoint, messages = outcomes.len(), "the stored messages' lease ran out before they were sent; another dispatcher sends them");
+        }
+        // The lease runs out and the range is sent again: at least once, never lost.
+        Err(e) => {
+            tracing::warn!(%endpoint, messages = outcomes.len(), error = %e, "cannot record sent webhooks");
+        }
     }
 }
 
@@ -188,11 +341,13 @@ async fn record(
     store: &Store,
     settings: &WebhookSettings,
     endpoint: Uuid,
-    outcomes: Vec<(crate::store::webhooks::Delivery, Result<(), String>)>,
+    outcomes: Vec<(Delivery, Result<(), String>)>,
 ) {
     let mut delivered = Vec::new();
     for (delivery, outcome) in outcomes {
-        let event = delivery.event_id;
+        let Some(event) = delivery.event_id else {
+            continue;
+        };
         match outcome {
             Ok(()) => delivered.push(event),
             Err(error) => {

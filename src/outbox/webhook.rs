@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::credentials::WebhookSecret;
 use crate::store::webhooks::Delivery;
 use crate::wire::Message;
@@ -30,24 +28,51 @@ pub fn webhook_id(delivery: &Delivery) -> String {
 
 /// The JSON body: `{"type", "timestamp", "data"}`; `data` is the message after the change
 /// (with `attempt` for message.attempted), or only its ids once it was erased or purged.
+/// Serialized straight from the row, with no intermediate JSON tree.
 pub fn body(delivery: &Delivery) -> Vec<u8> {
     let data = match &delivery.message {
-        Some(row) => {
-            let mut data = serde_json::to_value(Message::from(row.clone())).unwrap_or_default();
-            if let (Some(attempt), Some(object)) = (&delivery.attempt, data.as_object_mut()) {
-                object.insert("attempt".to_owned(), attempt.clone());
-            }
-            data
-        }
+        Some(row) => Data::Message {
+            message: Box::new(Message::from(row.clone())),
+            attempt: delivery.attempt.as_ref(),
+        },
         // Erased or purged: nothing of the message is left but its ids.
-        None => json!({"id": delivery.message_id, "channelId": delivery.channel_id}),
+        None => Data::Erased {
+            id: delivery.message_id,
+            channel_id: delivery.channel_id,
+        },
     };
-    let body = json!({
-        "type": delivery.event_type,
-        "timestamp": delivery.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": data,
-    });
+    let body = Body {
+        kind: &delivery.event_type,
+        timestamp: delivery
+            .at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        data,
+    };
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    timestamp: String,
+    data: Data<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Data<'a> {
+    Message {
+        #[serde(flatten)]
+        message: Box<Message>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attempt: Option<&'a serde_json::Value>,
+    },
+    Erased {
+        id: i64,
+        #[serde(rename = "channelId")]
+        channel_id: uuid::Uuid,
+    },
 }
 
 /// Sends one try; `Err` says why it did not count as delivered (never the secret).

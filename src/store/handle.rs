@@ -33,6 +33,19 @@ impl Store {
         }
     }
 
+    /// A store of its own for work on another runtime (the outbox's low-priority thread): a
+    /// pool of at most `max_connections`, opened as needed with this one's connection
+    /// settings, on the current runtime. Close its pool when done.
+    pub fn on_own_pool(&self, max_connections: u32) -> Store {
+        let options = (*self.pool.connect_options()).clone();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(max_connections)
+            .test_before_acquire(false)
+            .acquire_timeout(super::DEADLINE)
+            .connect_lazy_with(options);
+        Store::new(pool)
+    }
+
     /// The pool itself: for its gauges, and for the writers and the listener, which open
     /// connections of their own with its settings.
     pub fn pool(&self) -> &PgPool {

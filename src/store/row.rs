@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 /// A message as stored, with what agents did to it. Also read back from an outbox event's
 /// data (JSON with these field names).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct MessageRow {
     pub id: i64,
     pub channel_id: Uuid,

@@ -516,6 +516,11 @@ async fn without_addresses_or_endpoints_nothing_is_written_to_the_outbox() {
     );
     assert_eq!(count("webhook_delivery").await, 0);
     assert_eq!(
+        count("outbox_stored").await,
+        0,
+        "no endpoint takes message.stored"
+    );
+    assert_eq!(
         email_deliveries(&app).await,
         [(loud, "pending".to_owned(), 0, None)]
     );
@@ -523,6 +528,7 @@ async fn without_addresses_or_endpoints_nothing_is_written_to_the_outbox() {
     app.insert_messages(&quiet, 3).await;
     assert_eq!(count("outbox_event").await, 1);
     assert_eq!(count("email_delivery").await, 1);
+    assert_eq!(count("outbox_stored").await, 0);
 }
 
 /// The `notify-email:` line `channel list` or `channel update` shows for a channel.

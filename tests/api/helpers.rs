@@ -387,6 +387,25 @@ pub async fn insert_messages<'e>(
     ids
 }
 
+/// Every endpoint's deliveries of `status`, as the admin API lists them: delivery rows, and
+/// the stored messages sent from each endpoint's place in `outbox_stored` (which have none).
+pub async fn deliveries_with(
+    store: &leavemsg::store::Store,
+    status: leavemsg::domain::DeliveryStatus,
+) -> Vec<leavemsg::store::webhooks::DeliveryRow> {
+    let mut all = Vec::new();
+    for endpoint in store.webhook_ids().await.expect("endpoints") {
+        if let Some(rows) = store
+            .deliveries(endpoint, Some(status), 500)
+            .await
+            .expect("deliveries")
+        {
+            all.extend(rows);
+        }
+    }
+    all
+}
+
 /// The vendor reply fields of a doLeaveMessage response.
 pub async fn reply(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();

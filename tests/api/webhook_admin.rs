@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 use leavemsg::credentials::WebhookSecret;
+use leavemsg::domain::DeliveryStatus;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const WEBHOOKS: &str = "/api/v1/webhooks";
@@ -68,6 +69,14 @@ async fn snapshot(app: &TestApp) -> String {
     .await
     .unwrap();
     format!("{endpoints:?}\n{deliveries:?}")
+}
+
+/// How many delivery rows there are (events to retry, or not sent from `outbox_stored`).
+async fn delivery_rows(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM webhook_delivery")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
 }
 
 /// Moves a delivery to `failed`, an hour ago, as the dispatcher does when it gives up.
@@ -267,11 +276,13 @@ async fn agents_who_are_not_admins_get_403_and_no_key_gets_401_and_nothing_chang
     let app = spawn_app().await;
     let admin = app.create_agent("lead", true).await;
     let agent = app.create_agent("alice", false).await;
-    let receiver = Receiver::answering(&[]).await;
+    // Refused at first: the message.stored becomes a delivery row, which is then made failed.
+    let receiver = Receiver::answering(&[500]).await;
     let endpoint = add(&app, &admin, json!({"url": receiver.url})).await;
     let id = endpoint["id"].as_str().unwrap();
     let (channel, _) = app.channel_and_token().await;
     app.insert_messages(&channel, 1).await;
+    assert!(wait_until(DEADLINE, || async { delivery_rows(&app).await == 1 }).await);
     make_failed(&app, id).await;
     let uid: uuid::Uuid = sqlx::query_scalar("SELECT uid FROM outbox_event")
         .fetch_one(&app.pool)
@@ -361,6 +372,8 @@ async fn a_failed_delivery_is_listed_and_redelivered_through_the_api() {
     let message = app.store_message(&token, "123456", "nobody home").await;
     let first = receiver.wait_for(1).await;
     let webhook_id = first[0].header("webhook-id").to_owned();
+    // The failed first try becomes a delivery row, retried.
+    assert!(wait_until(DEADLINE, || async { delivery_rows(&app).await == 1 }).await);
     // A day and more since it was queued: its next failure is its last.
     sqlx::query("UPDATE webhook_delivery SET since = now() - interval '2 days'")
         .execute(&app.pool)
@@ -576,12 +589,9 @@ async fn deliveries_are_listed_newest_first_and_bounded() {
     receiver.wait_for(5).await;
     assert!(
         wait_until(DEADLINE, || async {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'",
-            )
-            .fetch_one(&app.pool)
-            .await
-            .unwrap()
+            deliveries_with(&app.store, DeliveryStatus::Delivered)
+                .await
+                .len()
                 == 5
         })
         .await

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::helpers::*;
 use leavemsg::credentials::WebhookSecret;
-use leavemsg::domain::{EndpointUrl, EventTypes};
+use leavemsg::domain::{DeliveryStatus, EndpointUrl, EventTypes};
 use leavemsg::store::webhooks::{NewEndpoint, Subscribed};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -142,13 +142,22 @@ async fn every_change_reaches_the_endpoint_signed_and_in_order() {
     shown.as_object_mut().unwrap().remove("overdue");
     assert_eq!(sent, shown);
 
-    let delivered: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM webhook_delivery WHERE status = 'delivered' AND tries = 1",
+    // Each went through at its first try, the message.stored without a delivery row.
+    assert!(
+        wait_until(DEADLINE, || async {
+            let delivered = deliveries_with(&app.store, DeliveryStatus::Delivered).await;
+            delivered.len() == 3 && delivered.iter().all(|d| d.tries == 1)
+        })
+        .await
+    );
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT e.type FROM webhook_delivery d JOIN outbox_event e ON e.id = d.event_id
+         ORDER BY e.id",
     )
-    .fetch_one(&app.pool)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
-    assert_eq!(delivered, 3);
+    assert_eq!(rows, ["message.claimed", "message.attempted"]);
 }
 
 #[tokio::test]
@@ -162,6 +171,13 @@ async fn a_failing_receiver_gets_the_same_event_again_until_it_answers() {
     let got = receiver.wait_for(3).await;
     let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids, [ids[0]; 3], "the same webhook-id on every try");
+    // The id the database gives a message.stored event (its e-mail's, too).
+    let uid: uuid::Uuid =
+        sqlx::query_scalar("SELECT outbox_stored_uid(max(id)) FROM leave_message")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(ids[0], format!("evt_{}", uid.simple()));
     assert!(
         wait_until(DEADLINE, || async {
             sqlx::query_as::<_, (String, i32, Option<String>)>(
@@ -233,12 +249,9 @@ async fn two_instances_send_each_event_once() {
     }
     assert!(
         wait_until(DEADLINE, || async {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'",
-            )
-            .fetch_one(&app.pool)
-            .await
-            .unwrap()
+            deliveries_with(&app.store, DeliveryStatus::Delivered)
+                .await
+                .len()
                 == 30
         })
         .await
@@ -253,11 +266,13 @@ async fn without_an_endpoint_nothing_is_written_to_the_outbox() {
     let app = spawn_app().await;
     let (_, token) = app.channel_and_token().await;
     app.store_message(&token, "123456", "no one listens").await;
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_event")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(events, 0);
+    let written: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM outbox_event) + (SELECT count(*) FROM outbox_stored)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(written, 0);
 }
 
 #[tokio::test]
@@ -357,14 +372,21 @@ async fn erasing_a_message_leaves_only_its_ids_in_what_is_still_to_send() {
 
     let out = ok(&app.database_url, &["erase", "--phone", "442079460958"]);
     assert!(out.contains('1'), "{out}");
-    let left: Vec<(String, Option<Value>)> =
-        sqlx::query_as("SELECT type, data FROM outbox_event WHERE message_id = $1 ORDER BY id")
-            .bind(id)
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    // The failed try becomes an event to retry (before or after the erasure: either way
+    // without the data).
+    let left = || async {
+        sqlx::query_as::<_, (String, Option<Value>)>(
+            "SELECT type, data FROM outbox_event WHERE message_id = $1
+             ORDER BY type <> 'message.stored', id",
+        )
+        .bind(id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+    };
+    assert!(wait_until(DEADLINE, || async { left().await.len() == 2 }).await);
     assert_eq!(
-        left,
+        left().await,
         [
             ("message.stored".to_owned(), None),
             ("message.erased".to_owned(), None)
@@ -423,6 +445,8 @@ async fn a_delivery_that_gives_up_is_listed_and_can_be_sent_again() {
     app.store_message(&token, "123456", "nobody home").await;
     let first = receiver.wait_for(1).await;
     let webhook_id = first[0].header("webhook-id").to_owned();
+    // The failed first try becomes a delivery row, retried.
+    assert!(wait_until(DEADLINE, || async { delivery_rows(&app).await == 1 }).await);
     // A day and more since it was queued: its next failure is its last.
     sqlx::query("UPDATE webhook_delivery SET since = now() - interval '2 days'")
         .execute(&app.pool)
@@ -471,8 +495,10 @@ async fn old_events_that_went_through_are_pruned_and_the_others_kept() {
     let (channel, _) = app.channel_and_token().await;
     subscribe(&app, "http://127.0.0.1:9/never", &[]).await;
     let ids = app.insert_messages(&channel, 3).await;
+    // Nothing listens there: each first try fails and becomes an event row to retry.
+    assert!(wait_until(DEADLINE, || async { delivery_rows(&app).await == 3 }).await);
     // Time moved in the database: all three events are 30 days old; one delivered, one
-    // failed, one still pending.
+    // failed, one still pending. The statement's outbox_stored row is as old.
     sqlx::query("UPDATE outbox_event SET at = now() - interval '30 days'")
         .execute(&app.pool)
         .await
@@ -485,18 +511,46 @@ async fn old_events_that_went_through_are_pruned_and_the_others_kept() {
             .await
             .unwrap();
     }
+    // A second endpoint whose place a dispatcher holds (leased for a day): the stored
+    // messages past it are kept, however old.
+    subscribe(&app, "http://127.0.0.1:9/held", &[]).await;
+    sqlx::query(
+        "UPDATE webhook_endpoint
+         SET stored_lease = gen_random_uuid(), stored_lease_until = now() + interval '1 day'
+         WHERE url = 'http://127.0.0.1:9/held'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let later = app.insert_messages(&channel, 2).await;
+    sqlx::query("UPDATE outbox_stored SET at = now() - interval '30 days'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
     let pruned = app
         .store
         .prune_outbox(Duration::from_secs(7 * 86_400))
         .await
         .unwrap();
     assert_eq!(pruned, 1);
-    let left: Vec<i64> =
-        sqlx::query_scalar("SELECT message_id FROM outbox_event ORDER BY message_id")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let left: Vec<i64> = sqlx::query_scalar(
+        "SELECT message_id FROM outbox_event WHERE message_id = ANY($1) ORDER BY message_id",
+    )
+    .bind(&ids)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(left, ids[1..]);
+    let stored: Vec<Vec<i64>> = sqlx::query_scalar("SELECT message_ids FROM outbox_stored")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        [later],
+        "only what the held endpoint has not passed"
+    );
     // Younger than the limit: kept even when delivered.
     sqlx::query("UPDATE outbox_event SET at = now() - interval '1 day'")
         .execute(&app.pool)
@@ -513,6 +567,14 @@ async fn old_events_that_went_through_are_pruned_and_the_others_kept() {
             .unwrap(),
         0
     );
+}
+
+/// How many delivery rows there are (events to retry, or not sent from `outbox_stored`).
+async fn delivery_rows(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM webhook_delivery")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
 }
 
 /// A port nothing listens on yet (bound and let go), for a receiver that comes later.
@@ -703,11 +765,9 @@ async fn a_database_restart_mid_dispatch_loses_no_event() {
     }
     assert!(wait_until(DEADLINE, || async { !got.lock().unwrap().is_empty() }).await);
     // 40 tries at 4 at a time and 0.3 s each take seconds: most are still to go.
-    let delivered: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let delivered = deliveries_with(&app.store, DeliveryStatus::Delivered)
+        .await
+        .len();
     assert!(
         delivered < 40,
         "the stop came after every delivery: {delivered}"
@@ -732,14 +792,17 @@ async fn a_database_restart_mid_dispatch_loses_no_event() {
         .execute(&pool)
         .await
         .unwrap();
+    sqlx::query("UPDATE webhook_endpoint SET stored_lease_until = now()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = leavemsg::store::Store::new(pool.clone());
     assert!(
         wait_until(Duration::from_secs(120), || async {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'",
-            )
-            .fetch_one(&pool)
-            .await
-            .is_ok_and(|n| n == 40)
+            deliveries_with(&store, DeliveryStatus::Delivered)
+                .await
+                .len()
+                == 40
         })
         .await,
         "every delivery went through after the restart"
@@ -789,4 +852,87 @@ async fn a_messages_events_wait_for_the_earlier_one_to_go_through() {
         ]
     );
     assert_eq!(seen[0].1, seen[1].1, "the retry is the same event");
+}
+
+/// An intake statement writes one outbox row, however many messages it stores; every endpoint
+/// gets each message.stored under the same webhook-id, with no delivery row.
+#[tokio::test]
+async fn a_batch_of_stored_messages_writes_one_outbox_row_and_reaches_every_endpoint() {
+    let app = spawn_app().await;
+    let one = Receiver::answering(&[]).await;
+    let two = Receiver::answering(&[]).await;
+    subscribe(&app, &one.url, &["message.stored"]).await;
+    subscribe(&app, &two.url, &[]).await;
+    let (channel, _) = app.channel_and_token().await;
+    let ids = app.insert_messages(&channel, 5).await;
+    let rows: Vec<Vec<i64>> = sqlx::query_scalar("SELECT message_ids FROM outbox_stored")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, std::slice::from_ref(&ids));
+    let webhook_ids = |got: Vec<Received>| -> Vec<(i64, String)> {
+        let mut seen: Vec<(i64, String)> = got
+            .iter()
+            .map(|r| {
+                assert_eq!(r.json()["type"], json!("message.stored"));
+                (
+                    r.json()["data"]["id"].as_i64().unwrap(),
+                    r.header("webhook-id").to_owned(),
+                )
+            })
+            .collect();
+        seen.sort();
+        seen
+    };
+    let first = webhook_ids(one.wait_for(5).await);
+    let second = webhook_ids(two.wait_for(5).await);
+    assert_eq!(first, second, "the same event id at every endpoint");
+    assert_eq!(first.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
+    assert!(
+        wait_until(DEADLINE, || async {
+            deliveries_with(&app.store, DeliveryStatus::Delivered)
+                .await
+                .len()
+                == 10
+        })
+        .await
+    );
+    assert_eq!(delivery_rows(&app).await, 0);
+}
+
+/// A message whose transaction began before another's and commits after it is still sent: an
+/// endpoint's place never passes a transaction that is still running.
+#[tokio::test]
+async fn a_message_committed_after_a_later_one_was_sent_is_sent_too() {
+    let app = spawn_app().await;
+    let receiver = Receiver::answering(&[]).await;
+    subscribe(&app, &receiver.url, &["message.stored"]).await;
+    let (channel, _) = app.channel_and_token().await;
+    let mut slow = app.pool.begin().await.unwrap();
+    let early = insert_messages(&mut *slow, &channel, 1).await;
+    let xid: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *slow)
+        .await
+        .unwrap();
+    let late = app.insert_messages(&channel, 1).await;
+    // The dispatcher has looked since, and stopped at the running transaction.
+    assert!(
+        wait_until(DEADLINE, || async {
+            sqlx::query_scalar::<_, i64>("SELECT stored_upto FROM webhook_endpoint")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap()
+                == xid
+        })
+        .await
+    );
+    slow.commit().await.unwrap();
+    let mut got: Vec<i64> = receiver
+        .wait_for(2)
+        .await
+        .iter()
+        .map(|r| r.json()["data"]["id"].as_i64().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [early[0], late[0]]);
 }
