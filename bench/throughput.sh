@@ -191,8 +191,8 @@ PY
                 for _ in $(seq 600); do
                     left=$(bench_psql "$DB_URL" -At -c "
                         SELECT (SELECT count(*) FROM webhook_delivery WHERE status = 'pending')
-                             + (SELECT count(*) FROM webhook_endpoint w
-                                JOIN outbox_stored s ON s.xid >= w.stored_upto
+                             + (SELECT count(*) FROM webhook_cursor k
+                                JOIN outbox_stored s ON s.xid >= k.stored_upto
                                 CROSS JOIN LATERAL unnest(s.message_ids))")
                     behind=${behind:-$left}
                     [ "$left" = 0 ] && break

@@ -4,7 +4,7 @@
 //!
 //! Two kinds of work wait for an endpoint. Stored messages: one `outbox_stored` row per intake
 //! statement, which each endpoint goes through in transaction order from its own place
-//! (`stored_upto`), a range at a time, the payloads built from the messages themselves
+//! (`webhook_cursor`), a range at a time, the payloads built from the messages themselves
 //! ([`Store::take_stored`], [`Store::stored_sent`]). Everything else, and a stored message
 //! whose first try failed: an event row and a delivery row per endpoint, taken when due and
 //! retried with backoff ([`Store::take_deliveries`]).
@@ -199,7 +199,8 @@ impl Store {
                      SELECT since FROM email_delivery WHERE status = 'pending'
                      UNION ALL
                      SELECT s.at FROM webhook_endpoint w
-                     JOIN outbox_stored s ON s.xid >= w.stored_upto
+                     JOIN webhook_cursor k ON k.endpoint_id = w.id
+                     JOIN outbox_stored s ON s.xid >= k.stored_upto
                      CROSS JOIN LATERAL unnest(s.channel_ids) AS u(channel_id)
                      WHERE webhook_endpoint_wants(w, 'message.stored', u.channel_id)) waiting"#
         )
@@ -258,9 +259,10 @@ impl Store {
                 r#"SELECT w.id, w.url, w.channel_id, w.events, w.created_at,
                           (SELECT count(*) FROM webhook_delivery d
                            WHERE d.endpoint_id = w.id AND d.status = 'pending')
-                          + (SELECT count(*) FROM outbox_stored s
+                          + (SELECT count(*) FROM webhook_cursor k
+                             JOIN outbox_stored s ON s.xid >= k.stored_upto
                              CROSS JOIN LATERAL unnest(s.channel_ids) AS u(channel_id)
-                             WHERE s.xid >= w.stored_upto
+                             WHERE k.endpoint_id = w.id
                                AND webhook_endpoint_wants(w, 'message.stored', u.channel_id))
                             AS "pending!",
                           (SELECT count(*) FROM webhook_delivery d
@@ -328,10 +330,11 @@ impl Store {
                          SELECT outbox_stored_uid(u.message_id), 'message.stored', u.message_id,
                                 s.at, x.status, (x.status = 'delivered')::int, NULL, s.at, NULL
                          FROM webhook_endpoint w
-                         JOIN outbox_stored s ON s.xid >= w.stored_from
+                         JOIN webhook_cursor k ON k.endpoint_id = w.id
+                         JOIN outbox_stored s ON s.xid >= k.stored_from
                          CROSS JOIN LATERAL unnest(s.message_ids, s.channel_ids)
                               AS u(message_id, channel_id)
-                         CROSS JOIN LATERAL (SELECT CASE WHEN s.xid < w.stored_upto
+                         CROSS JOIN LATERAL (SELECT CASE WHEN s.xid < k.stored_upto
                                                          THEN 'delivered' ELSE 'pending' END
                                                     AS status) x
                          WHERE w.id = $1 AND ($2::text IS NULL OR x.status = $2)
@@ -402,7 +405,8 @@ impl Store {
                                   JOIN outbox_event e ON e.id = d.event_id
                                   WHERE d.endpoint_id = $1 AND e.uid = $2)
                        OR EXISTS (SELECT 1 FROM webhook_endpoint w
-                                  JOIN outbox_stored s ON s.xid >= w.stored_upto
+                                  JOIN webhook_cursor k ON k.endpoint_id = w.id
+                                  JOIN outbox_stored s ON s.xid >= k.stored_upto
                                   CROSS JOIN LATERAL unnest(s.message_ids, s.channel_ids)
                                        AS u(message_id, channel_id)
                                   WHERE w.id = $1 AND u.message_id = outbox_stored_message($2)
@@ -435,11 +439,13 @@ impl Store {
     ) -> Result<StoredStep, StoreError> {
         let mut tx = dispatcher_transaction(self.pool()).await?;
         let place = sqlx::query!(
-            r#"SELECT w.stored_upto, w.url, w.secret, i.prefix,
+            r#"SELECT k.stored_upto, w.url, w.secret, i.prefix,
                       pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "horizon!"
-               FROM webhook_endpoint w CROSS JOIN outbox_identity i
-               WHERE w.id = $1 AND (w.stored_lease_until IS NULL OR w.stored_lease_until < now())
-               FOR UPDATE OF w SKIP LOCKED"#,
+               FROM webhook_cursor k
+               JOIN webhook_endpoint w ON w.id = k.endpoint_id
+               CROSS JOIN outbox_identity i
+               WHERE k.endpoint_id = $1 AND (k.lease_until IS NULL OR k.lease_until < now())
+               FOR UPDATE OF k SKIP LOCKED"#,
             endpoint
         )
         .fetch_optional(&mut *tx)
@@ -482,7 +488,7 @@ impl Store {
         .await?;
         if found.is_empty() {
             sqlx::query!(
-                "UPDATE webhook_endpoint SET stored_upto = $2 WHERE id = $1",
+                "UPDATE webhook_cursor SET stored_upto = $2 WHERE endpoint_id = $1",
                 endpoint,
                 upto
             )
@@ -498,9 +504,9 @@ impl Store {
         }
         let token = Uuid::new_v4();
         sqlx::query!(
-            "UPDATE webhook_endpoint
-             SET stored_lease = $2, stored_lease_until = clock_timestamp() + make_interval(secs => $3)
-             WHERE id = $1",
+            "UPDATE webhook_cursor
+             SET lease = $2, lease_until = clock_timestamp() + make_interval(secs => $3)
+             WHERE endpoint_id = $1",
             endpoint,
             token,
             lease(found.len()).as_secs_f64()
@@ -551,9 +557,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = dispatcher_transaction(self.pool()).await?;
         let moved = sqlx::query!(
-            "UPDATE webhook_endpoint
-             SET stored_upto = $3, stored_lease = NULL, stored_lease_until = NULL
-             WHERE id = $1 AND stored_lease = $2",
+            "UPDATE webhook_cursor
+             SET stored_upto = $3, lease = NULL, lease_until = NULL
+             WHERE endpoint_id = $1 AND lease = $2",
             endpoint,
             range.lease,
             range.upto
@@ -615,11 +621,11 @@ impl Store {
                    SELECT d.endpoint_id, d.event_id
                    FROM webhook_delivery d
                    JOIN outbox_event de ON de.id = d.event_id
-                   JOIN webhook_endpoint w ON w.id = d.endpoint_id
+                   JOIN webhook_cursor k ON k.endpoint_id = d.endpoint_id
                    WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_at <= now()
                      -- After the message's message.stored: the endpoint's place in the
                      -- stored messages has passed every transaction done when it was written.
-                     AND (de.type = 'message.stored' OR coalesce(de.horizon, 0) <= w.stored_upto)
+                     AND (de.type = 'message.stored' OR coalesce(de.horizon, 0) <= k.stored_upto)
                      -- A message's message.stored goes first, then its events in order.
                      AND NOT EXISTS (SELECT 1 FROM webhook_delivery p
                                      JOIN outbox_event pe ON pe.id = p.event_id
@@ -740,7 +746,7 @@ impl Store {
             "DELETE FROM outbox_stored s
              WHERE s.at < now() - make_interval(secs => $1)
                AND s.xid < (SELECT coalesce(min(stored_upto), 9223372036854775807)
-                            FROM webhook_endpoint)",
+                            FROM webhook_cursor)",
             older_than.as_secs_f64()
         )
         .execute(self.pool())
@@ -817,7 +823,8 @@ async fn requeue_stored(
                   u.channel_id AS "channel_id!", s.at
            FROM outbox_stored s
            CROSS JOIN LATERAL unnest(s.message_ids, s.channel_ids) AS u(message_id, channel_id)
-           JOIN webhook_endpoint w ON s.xid >= w.stored_from AND s.xid < w.stored_upto
+           JOIN webhook_cursor k ON s.xid >= k.stored_from AND s.xid < k.stored_upto
+           JOIN webhook_endpoint w ON w.id = k.endpoint_id
            WHERE s.message_ids @> ARRAY[outbox_stored_message($1)]
              AND u.message_id = outbox_stored_message($1)
              AND ($2::uuid IS NULL OR w.id = $2)

@@ -515,9 +515,9 @@ async fn old_events_that_went_through_are_pruned_and_the_others_kept() {
     // messages past it are kept, however old.
     subscribe(&app, "http://127.0.0.1:9/held", &[]).await;
     sqlx::query(
-        "UPDATE webhook_endpoint
-         SET stored_lease = gen_random_uuid(), stored_lease_until = now() + interval '1 day'
-         WHERE url = 'http://127.0.0.1:9/held'",
+        "UPDATE webhook_cursor
+         SET lease = gen_random_uuid(), lease_until = now() + interval '1 day'
+         WHERE endpoint_id = (SELECT id FROM webhook_endpoint WHERE url = 'http://127.0.0.1:9/held')",
     )
     .execute(&app.pool)
     .await
@@ -792,7 +792,7 @@ async fn a_database_restart_mid_dispatch_loses_no_event() {
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE webhook_endpoint SET stored_lease_until = now()")
+    sqlx::query("UPDATE webhook_cursor SET lease_until = now()")
         .execute(&pool)
         .await
         .unwrap();
@@ -918,7 +918,7 @@ async fn a_message_committed_after_a_later_one_was_sent_is_sent_too() {
     // The dispatcher has looked since, and stopped at the running transaction.
     assert!(
         wait_until(DEADLINE, || async {
-            sqlx::query_scalar::<_, i64>("SELECT stored_upto FROM webhook_endpoint")
+            sqlx::query_scalar::<_, i64>("SELECT stored_upto FROM webhook_cursor")
                 .fetch_one(&app.pool)
                 .await
                 .unwrap()
