@@ -692,3 +692,31 @@ async fn pg_os_user_is_used_as_root_and_a_missing_one_is_named_in_one_line() {
     );
     assert!(!std::path::Path::new(&data).exists());
 }
+
+/// Output cut short (`leavemsg channel list | head -n 0`): the command ends as other
+/// command-line tools do, ended by SIGPIPE, not with a panic and its message.
+#[tokio::test]
+async fn a_command_whose_output_is_cut_short_ends_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let url = fresh_migrated_database().await;
+    ok(&url, &["channel", "create", "--name", "Web"]);
+    // A pipe nobody reads any more: the first line printed meets a closed pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["channel", "list"])
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &url)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "SIGPIPE: {:?} {stderr}",
+        out.status
+    );
+}
