@@ -3,7 +3,10 @@
 # same run on the same machine:
 #   - leavemsg (release build, rate limits off, durable commits) driven by wrk with a unique
 #     message per request, at 1, 8, 32 and 64 connections;
-#   - pgbench running one INSERT per transaction into a table of the same shape, same clients;
+#   - pgbench running one INSERT per transaction into a table of the same shape, same clients,
+#     with its own p99 (from its per-transaction log), and the ceiling: 16 rows per INSERT,
+#     8 clients (what the database itself can store for this schema on this machine);
+#   - the server logging as in production (RUST_LOG=info, one line per request), to a file;
 #   - /healthz at 64 connections: the machine's HTTP ceiling for this binary;
 #   - the server's peak RSS, and the stored row count against the acknowledged count.
 #
@@ -11,6 +14,8 @@
 #   DATABASE_URL=postgres://u@host/db bash bench/throughput.sh   # uses leavemsg_bench there
 #   DURATION=20 CONNECTIONS="1 64" bash bench/throughput.sh
 #   WATCHING=1 bash bench/throughput.sh       # with an agent's live stream open throughout
+#   LOG=warn bash bench/throughput.sh         # the server logging warnings only, to compare
+#   LOG_FORMAT=json bash bench/throughput.sh  # JSON log lines
 #   WEBHOOK=1 bash bench/throughput.sh        # also: intake at 64 connections with and without a
 #                                             # webhook endpoint subscribed to every event
 set -euo pipefail
@@ -37,10 +42,15 @@ SQL
 
 PORT=18090
 while (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do PORT=$((PORT + 1)); done
-LEAVEMSG_LISTEN=127.0.0.1:$PORT LEAVEMSG_RATE_PER_TOKEN=0 LEAVEMSG_RATE_PER_IP=0 RUST_LOG=warn \
-    ./target/release/leavemsg serve >/tmp/leavemsg-bench.log 2>&1 &
+# Logging as in production (info: one line per request), text unless LOG_FORMAT=json; LOG=warn
+# to compare. The lines go to a file, as a service manager's journal would take them.
+BENCH_TMP=$(mktemp -d /tmp/leavemsg-bench.XXXXXX)
+LEAVEMSG_LISTEN=127.0.0.1:$PORT LEAVEMSG_RATE_PER_TOKEN=0 LEAVEMSG_RATE_PER_IP=0 \
+    RUST_LOG="${LOG:-info}" LEAVEMSG_LOG_FORMAT="${LOG_FORMAT:-text}" \
+    ./target/release/leavemsg serve >"$BENCH_TMP/server.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; bench_pg_stop' EXIT
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
+echo "server logging: ${LOG:-info} (${LOG_FORMAT:-text})"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
 BASE="http://127.0.0.1:$PORT/service-cloud/rest/webadapter/v1/webadapterfacade"
 export LEAVEMSG_TOKEN=$(curl -sf "$BASE/applyToken" -H 'Content-Type: application/json' \
@@ -52,7 +62,7 @@ if [ -n "${WATCHING:-}" ]; then
     curl -sN -H "Authorization: Bearer $AGENT_KEY" "http://127.0.0.1:$PORT/api/v1/messages/stream" \
         >/dev/null 2>&1 &
     WATCHER=$!
-    trap 'kill $WATCHER $SERVER 2>/dev/null || true; bench_pg_stop' EXIT
+    trap 'kill $WATCHER $SERVER 2>/dev/null || true; rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
     for _ in $(seq 50); do
         curl -sf "http://127.0.0.1:$PORT/metrics" | grep -q '^leavemsg_stream_listening 1' && break
         sleep 0.2
@@ -66,18 +76,40 @@ wrk_run() { # connections url script [seconds]
     wrk -t"$threads" -c"$c" -d"${4:-$DURATION}s" --timeout 10s -s "$3" "$2"
 }
 field() { grep -oP "^$1 \K[0-9.]+" <<<"$2" || echo 0; }
+# pgbench for a time, with its per-transaction log: prints "tps p99_ms".
+pgbench_run() { # clients seconds script
+    local jobs=2
+    [ "$1" -lt 2 ] && jobs=1
+    rm -f "$BENCH_TMP"/pgb.*
+    local tps
+    tps=$(cd "$BENCH_TMP" && "$PGBENCH" -n -c "$1" -j "$jobs" -T "$2" -l --log-prefix=pgb \
+              -f "$OLDPWD/$3" "$DB_URL" 2>/dev/null | grep -oP 'tps = \K[0-9.]+' | head -n 1)
+    python3 - "$tps" "$BENCH_TMP"/pgb.* <<'PY'
+import sys
+latencies = sorted(int(line.split()[2]) for name in sys.argv[2:] for line in open(name))
+p99 = latencies[int(len(latencies) * 0.99) - 1] / 1000 if latencies else 0
+print(f"{float(sys.argv[1] or 0):.0f} {p99:.3f}")
+PY
+}
 
 # Warm up both sides briefly.
 wrk_run 8 "$BASE/doLeaveMessage" bench/leave-message.lua >/dev/null
 "$PGBENCH" -n -c 8 -j 2 -T 2 -f bench/pgbench-insert.sql "$DB_URL" >/dev/null 2>&1
 
+# The ceiling: what the database itself stores for this schema with 16 rows per statement and
+# 8 clients. Measured before the levels and again after them.
+HALF=$(( (DURATION + 1) / 2 ))
+read -r ceiling_tps _ < <(pgbench_run 8 "$HALF" bench/pgbench-insert16.sql)
+ceilings=("$((${ceiling_tps%.*} * 16))")
+
 # Each level runs in two halves, alternating leavemsg and pgbench (wrk, pgbench, wrk, pgbench),
 # so a drift in the disk's fsync latency during the run weighs on both sides alike.
-HALF=$(( (DURATION + 1) / 2 ))
-printf '\n%-5s %12s %9s %9s %8s %12s %8s\n' conns "messages/s" "p50 ms" "p99 ms" non2xx "pgbench tps" ratio
+printf '\n%-5s %12s %9s %9s %8s %12s %13s %8s %10s\n' conns "messages/s" "p50 ms" "p99 ms" non2xx \
+    "pgbench tps" "pgbench p99" ratio "p99 ratio"
+declare -A ratio_at=() p99_ratio_at=() rps_at=()
 for c in $CONNECTIONS; do
     before=$(bench_psql "$DB_URL" -At -c 'SELECT count(*) FROM leave_message')
-    requests=0 acked=0 non2xx=0 p50s=() p99s=() tpss=() errors=""
+    requests=0 acked=0 non2xx=0 p50s=() p99s=() tpss=() pg_p99s=() errors=""
     for _half in 1 2; do
         out=$(wrk_run "$c" "$BASE/doLeaveMessage" bench/leave-message.lua "$HALF")
         requests=$((requests + $(grep -oP '\K[0-9]+(?= requests in)' <<<"$out")))
@@ -86,18 +118,23 @@ for c in $CONNECTIONS; do
         p50s+=("$(field P50 "$out")")
         p99s+=("$(field P99 "$out")")
         errors+=$(grep -oP 'Socket errors:.*' <<<"$out" || true)
-        tpss+=("$("$PGBENCH" -n -c "$c" -j "$([ "$c" -lt 2 ] && echo 1 || echo 2)" -T "$HALF" \
-                 -f bench/pgbench-insert.sql "$DB_URL" 2>/dev/null | grep -oP 'tps = \K[0-9.]+' | head -n 1)")
+        read -r tps pg_p99 < <(pgbench_run "$c" "$HALF" bench/pgbench-insert.sql)
+        tpss+=("$tps")
+        pg_p99s+=("$pg_p99")
     done
     after=$(bench_psql "$DB_URL" -At -c 'SELECT count(*) FROM leave_message')
     stored=$((after - before))
     # Messages/s over both halves; p50 the mean of the halves' p50, p99 the worse half's.
-    read -r rps p50 p99 tps ratio < <(python3 -c "
+    # pgbench's p99 likewise the worse half's.
+    read -r rps p50 p99 tps pg_p99 ratio p99_ratio < <(python3 -c "
 acked, secs = $acked, 2 * $HALF
-p50s, p99s, tpss = [${p50s[*]/%/,}], [${p99s[*]/%/,}], [${tpss[*]/%/,}]
+p50s, p99s, tpss, pg_p99s = [${p50s[*]/%/,}], [${p99s[*]/%/,}], [${tpss[*]/%/,}], [${pg_p99s[*]/%/,}]
 rps, tps = acked / secs, sum(tpss) / len(tpss)
-print(f'{rps:.0f} {sum(p50s) / 2:.3f} {max(p99s):.3f} {tps:.0f} {rps / tps:.2f}x')")
-    printf '%-5s %12s %9s %9s %8s %12s %8s\n' "$c" "$rps" "$p50" "$p99" "$non2xx" "$tps" "$ratio"
+print(f'{rps:.0f} {sum(p50s) / 2:.3f} {max(p99s):.3f} {tps:.0f} {max(pg_p99s):.3f} '
+      f'{rps / tps:.2f} {max(p99s) / max(max(pg_p99s), 0.001):.2f}')")
+    ratio_at[$c]=$ratio p99_ratio_at[$c]=$p99_ratio rps_at[$c]=$rps
+    printf '%-5s %12s %9s %9s %8s %12s %10s ms %7sx %9sx\n' "$c" "$rps" "$p50" "$p99" "$non2xx" \
+        "$tps" "$pg_p99" "$ratio" "$p99_ratio"
     # Requests cut off by wrk's end may be stored without being counted as acknowledged.
     if [ "$stored" -lt "$acked" ] || [ "$stored" -gt $((acked + 2 * c)) ]; then
         echo "      ROW COUNT MISMATCH: $acked acknowledged, $stored stored"
@@ -108,11 +145,41 @@ print(f'{rps:.0f} {sum(p50s) / 2:.3f} {max(p99s):.3f} {tps:.0f} {rps / tps:.2f}x
     [ -n "$errors" ] && echo "      $errors"
 done
 
+read -r ceiling_tps _ < <(pgbench_run 8 "$HALF" bench/pgbench-insert16.sql)
+ceilings+=("$((${ceiling_tps%.*} * 16))")
+ceiling=$(( (ceilings[0] + ceilings[1]) / 2 ))
+printf '\nceiling (pgbench, 16 rows per INSERT, 8 clients): %s rows/s (%s before the levels, %s after)\n' \
+    "$ceiling" "${ceilings[0]}" "${ceilings[1]}"
+
 out=$(wrk_run 64 "http://127.0.0.1:$PORT/healthz" bench/healthz.lua)
 hrps=$(grep -oP 'Requests/sec:\s*\K[0-9.]+' <<<"$out")
 printf '\n/healthz at 64 connections: %.0f requests/s (p50 %s ms, p99 %s ms)\n' "$hrps" "$(field P50 "$out")" "$(field P99 "$out")"
 peak=$(grep -oP 'VmHWM:\s*\K[0-9]+' "/proc/$SERVER/status")
 printf 'server peak RSS: %.1f MiB\n' "$(python3 -c "print($peak / 1024)")"
+printf 'server log: %s lines, %s MiB\n' "$(wc -l <"$BENCH_TMP/server.log")" \
+    "$(python3 -c "print(round($(stat -c %s "$BENCH_TMP/server.log") / 1048576, 1))")"
+
+# The goals (same run, ratios).
+goal() { # description measured target met
+    printf '  %-58s %14s  %-12s %s\n' "$1" "$2" "$3" "$([ "$4" = 1 ] && echo met || echo 'NOT met')"
+}
+echo
+echo "goals:"
+if [ -n "${ratio_at[64]:-}" ]; then
+    goal "64 connections vs single-row pgbench" "${ratio_at[64]}x" ">= 3.0x" \
+        "$(python3 -c "print(int(${ratio_at[64]} >= 3.0))")"
+    share=$(python3 -c "print(f'{${rps_at[64]} / $ceiling:.0%}')")
+    goal "64 connections vs the 16-row ceiling" "$share" ">= 50%" \
+        "$(python3 -c "print(int(${rps_at[64]} / $ceiling >= 0.5))")"
+    goal "64 connections: p99 vs pgbench's own p99" "${p99_ratio_at[64]}x" "<= 2.0x" \
+        "$(python3 -c "print(int(${p99_ratio_at[64]} <= 2.0))")"
+fi
+if [ -n "${ratio_at[1]:-}" ]; then
+    goal "1 connection vs single-row pgbench" "${ratio_at[1]}x" ">= 0.8x" \
+        "$(python3 -c "print(int(${ratio_at[1]} >= 0.8))")"
+fi
+goal "server peak RSS" "$(python3 -c "print(f'{$peak / 1024:.1f} MiB')")" "<= 32 MiB" \
+    "$(python3 -c "print(int($peak / 1024 <= 32))")"
 
 if [ -n "${WEBHOOK:-}" ]; then
     # Intake at 64 connections with no endpoint, then with one endpoint subscribed to every
@@ -149,7 +216,7 @@ async def main():
 asyncio.run(main())
 PY
     RECEIVER=$!
-    trap 'kill $RECEIVER ${WATCHER:-} $SERVER 2>/dev/null || true; bench_pg_stop' EXIT
+    trap 'kill $RECEIVER ${WATCHER:-} $SERVER 2>/dev/null || true; rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
     for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$RECEIVER_PORT) 2>/dev/null && break; sleep 0.1; done
     # CPU seconds a process has used so far (user + system).
     cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
