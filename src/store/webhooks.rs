@@ -570,7 +570,10 @@ impl Store {
             return Ok(false);
         }
         if !failures.is_empty() {
-            let events: Vec<&Delivery> = failures.iter().map(|f| f.delivery).collect();
+            let events: Vec<StoredEvent<'_>> = failures
+                .iter()
+                .map(|f| StoredEvent::from(f.delivery))
+                .collect();
             write_stored_events(&mut tx, &events).await?;
             let uids: Vec<Uuid> = failures.iter().map(|f| f.delivery.uid).collect();
             let messages: Vec<i64> = failures.iter().map(|f| f.delivery.message_id).collect();
@@ -837,24 +840,16 @@ async fn requeue_stored(
     let Some(first) = found.first() else {
         return Ok(0);
     };
-    let mut message = as_stored(&mut *tx, &[first.message_id]).await?;
-    let event = Delivery {
-        endpoint_id: first.endpoint_id,
-        event_id: None,
+    let message = as_stored(&mut *tx, &[first.message_id]).await?;
+    let message = message.get(&first.message_id);
+    let event = StoredEvent {
         uid,
-        event_type: "message.stored".to_owned(),
-        at: message
-            .get(&first.message_id)
-            .map_or(first.at, |m| m.received_at),
         message_id: first.message_id,
         channel_id: first.channel_id,
-        message: message.remove(&first.message_id),
-        attempt: None,
-        url: String::new(),
-        secret: String::new(),
-        tries: 0,
+        at: message.map_or(first.at, |m| m.received_at),
+        message,
     };
-    write_stored_events(&mut *tx, &[&event]).await?;
+    write_stored_events(&mut *tx, &[event]).await?;
     let endpoints: Vec<Uuid> = found.iter().map(|r| r.endpoint_id).collect();
     let done = sqlx::query!(
         "INSERT INTO webhook_delivery (endpoint_id, event_id, message_id)
@@ -886,12 +881,34 @@ async fn as_stored(
     Ok(rows.into_iter().map(|m| (m.id, m)).collect())
 }
 
+/// A message.stored event as its row holds it.
+struct StoredEvent<'a> {
+    uid: Uuid,
+    message_id: i64,
+    channel_id: Uuid,
+    at: DateTime<Utc>,
+    /// As it was stored; `None` once erased or purged.
+    message: Option<&'a MessageRow>,
+}
+
+impl<'a> From<&'a Delivery> for StoredEvent<'a> {
+    fn from(d: &'a Delivery) -> Self {
+        StoredEvent {
+            uid: d.uid,
+            message_id: d.message_id,
+            channel_id: d.channel_id,
+            at: d.at,
+            message: d.message.as_ref(),
+        }
+    }
+}
+
 /// Writes the event rows of message.stored events that had none (a failed first try, a
 /// redelivery), with the message as it was sent (none once erased); one that exists already
 /// (another endpoint's try failed too, or the channel e-mails its messages) is left as it is.
 async fn write_stored_events(
     conn: &mut sqlx::PgConnection,
-    events: &[&Delivery],
+    events: &[StoredEvent<'_>],
 ) -> Result<(), sqlx::Error> {
     let uids: Vec<Uuid> = events.iter().map(|d| d.uid).collect();
     let messages: Vec<i64> = events.iter().map(|d| d.message_id).collect();
@@ -899,11 +916,7 @@ async fn write_stored_events(
     let ats: Vec<DateTime<Utc>> = events.iter().map(|d| d.at).collect();
     let data: Vec<Option<serde_json::Value>> = events
         .iter()
-        .map(|d| {
-            d.message
-                .as_ref()
-                .and_then(|m| serde_json::to_value(m).ok())
-        })
+        .map(|d| d.message.and_then(|m| serde_json::to_value(m).ok()))
         .collect();
     sqlx::query!(
         "INSERT INTO outbox_event (uid, type, message_id, channel_id, at, data)

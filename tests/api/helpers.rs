@@ -387,6 +387,15 @@ pub async fn insert_messages<'e>(
     ids
 }
 
+/// How many webhook delivery rows there are: events other than message.stored, and stored
+/// messages whose first try failed (the others are sent from `outbox_stored` without one).
+pub async fn delivery_rows(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM webhook_delivery")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
 /// Every endpoint's deliveries of `status`, as the admin API lists them: delivery rows, and
 /// the stored messages sent from each endpoint's place in `outbox_stored` (which have none).
 pub async fn deliveries_with(

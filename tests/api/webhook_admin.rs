@@ -71,14 +71,6 @@ async fn snapshot(app: &TestApp) -> String {
     format!("{endpoints:?}\n{deliveries:?}")
 }
 
-/// How many delivery rows there are (events to retry, or not sent from `outbox_stored`).
-async fn delivery_rows(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM webhook_delivery")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
 /// Moves a delivery to `failed`, an hour ago, as the dispatcher does when it gives up.
 async fn make_failed(app: &TestApp, endpoint: &str) {
     sqlx::query(

@@ -569,14 +569,6 @@ async fn old_events_that_went_through_are_pruned_and_the_others_kept() {
     );
 }
 
-/// How many delivery rows there are (events to retry, or not sent from `outbox_stored`).
-async fn delivery_rows(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM webhook_delivery")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
 /// A port nothing listens on yet (bound and let go), for a receiver that comes later.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
