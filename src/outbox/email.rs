@@ -204,7 +204,12 @@ async fn record(
             store.email_delivered(event).await
         }
         Outcome::Dropped(why) => {
-            tracing::info!(event, message = delivery.message_id, why, "e-mail dropped");
+            tracing::info!(
+                event,
+                message_id = delivery.message_id,
+                why,
+                "e-mail dropped"
+            );
             store.email_dropped(event, why).await
         }
         Outcome::Failed(error) => {

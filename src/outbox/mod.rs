@@ -322,7 +322,7 @@ async fn record_stored(
             }
             for failure in &failures {
                 crate::counters::webhook_delivery("retry");
-                tracing::info!(%endpoint, message = failure.delivery.message_id, error = %failure.error, retry_in = ?failure.retry_in, "webhook delivery failed; will retry");
+                tracing::info!(%endpoint, message_id = failure.delivery.message_id, error = %failure.error, retry_in = ?failure.retry_in, "webhook delivery failed; will retry");
             }
         }
         // Another instance took the range over once the lease ran out, and sends it again.
