@@ -1,5 +1,9 @@
 //! Logging: one line per request with a request id; never a phone number, message text,
 //! token or API key (request bodies, query strings and cookies are not logged).
+//!
+//! What a request did (the message it stored or changed) is recorded on the request's span by
+//! its handler, and so appears on that one line: a second line per request would double what
+//! logging costs at full intake (`docs/performance.md`).
 
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -58,12 +62,24 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// A request id: random, from the thread's own generator (no system call per request).
+fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .simple()
+        .to_string()
+}
+
 /// Middleware: a span per request with its id, route and method; one line when it ends.
+///
+/// Handlers record on the span (`tracing::Span::current().record(..)`) what the line should
+/// say they did: `channel` and `message_id` (a message stored, or changed by an agent),
+/// `resubmission` (a message already stored), `action` (what an agent did to a message).
 pub async fn request_span(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let request_id = new_request_id();
     // The route pattern, not the path: paths and queries may carry personal data.
     let route = req
         .match_pattern()
@@ -74,6 +90,10 @@ pub async fn request_span(
         request_id = %request_id,
         method = method,
         route = %route,
+        channel = tracing::field::Empty,
+        message_id = tracing::field::Empty,
+        resubmission = tracing::field::Empty,
+        action = tracing::field::Empty,
     );
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
@@ -102,6 +122,14 @@ pub async fn request_span(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn methods_outside_the_fixed_set_are_other() {

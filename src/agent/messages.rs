@@ -303,7 +303,10 @@ async fn changed(
     rule: &str,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(message) = change {
-        tracing::info!(message_id = id.get(), action, "message changed");
+        // Said by the request's one log line (see `telemetry`).
+        let span = tracing::Span::current();
+        span.record("message_id", id.get());
+        span.record("action", action);
         return Ok(HttpResponse::Ok().json(Message::from(message)));
     }
     match store.message(id).await? {

@@ -178,14 +178,17 @@ async fn store(
         forwarded_for: request::joined_header(req.headers(), "x-forwarded-for"),
         user_agent: request::header_str(req, header::USER_AGENT.as_str()).map(str::to_owned),
     };
+    // Said by the request's one log line (see `telemetry`).
+    let span = tracing::Span::current();
+    span.record("channel", tracing::field::display(channel));
     match writer.write(new, caller.token.hash.0).await {
         Ok(Outcome::Stored(Stored::New(id))) => {
-            tracing::info!(message_id = id, %channel, "message stored");
+            span.record("message_id", id);
             counters::message_stored();
             Ok(())
         }
         Ok(Outcome::Stored(Stored::AlreadyStored)) => {
-            tracing::info!(%channel, "resubmission of a stored message");
+            span.record("resubmission", true);
             counters::message_deduplicated();
             Ok(())
         }

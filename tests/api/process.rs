@@ -380,6 +380,8 @@ async fn logs_never_hold_phone_numbers_messages_tokens_or_keys() {
         assert!(!log.contains(needle), "the log holds a {what}:\n{log}");
     }
     // JSON logs: one object a line, request lines carrying their request id.
+    let mut leave_lines = Vec::new();
+    let mut process_lines = Vec::new();
     for line in log.lines() {
         let parsed: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -391,5 +393,23 @@ async fn logs_never_hold_phone_numbers_messages_tokens_or_keys() {
                 "{line}"
             );
         }
+        let route = parsed["span"]["route"].as_str().unwrap_or_default();
+        if route.ends_with("/doLeaveMessage") {
+            leave_lines.push(parsed);
+        } else if route.ends_with("/process") {
+            process_lines.push(parsed);
+        }
     }
+    // One line per request, saying what it did: the four doLeaveMessage requests (one stored,
+    // three refused) and the agent's processing of the stored message.
+    assert_eq!(leave_lines.len(), 4, "{log}");
+    let stored: Vec<_> = leave_lines
+        .iter()
+        .filter(|line| line["span"]["message_id"] == json!(id))
+        .collect();
+    assert_eq!(stored.len(), 1, "{log}");
+    assert_eq!(stored[0]["span"]["channel"], json!(channel), "{log}");
+    assert_eq!(process_lines.len(), 1, "{log}");
+    assert_eq!(process_lines[0]["span"]["message_id"], json!(id), "{log}");
+    assert!(process_lines[0]["span"]["action"].is_string(), "{log}");
 }
