@@ -14,7 +14,10 @@ use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::settings::LogFormat;
 
@@ -28,23 +31,47 @@ pub fn init(format: LogFormat) {
 
 /// Like [`init`], with another default filter (tests log warnings only).
 pub fn init_with_default(format: LogFormat, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let directives = std::env::var("RUST_LOG").ok();
+    let filter = level_filter(directives.as_deref(), default_filter);
     // Colours only on a terminal: log files and collectors get plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Json => registry
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => registry.with(layer).try_init(),
     };
+}
+
+type BoxedFilter = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The filter for `directives` (`RUST_LOG`; `default` when unset or not understood). Levels
+/// per target (`info,sqlx=warn`) are decided once per call site ([`Targets`]); directives that
+/// [`EnvFilter`] alone understands (span names, field values) are taken by it, which also
+/// keeps track of every span entered and left, measurably slower at full intake.
+fn level_filter(directives: Option<&str>, default: &str) -> BoxedFilter {
+    if let Some(directives) = directives {
+        if let Ok(targets) = directives.parse::<Targets>() {
+            return Box::new(targets);
+        }
+        if let Ok(filter) = EnvFilter::try_new(directives) {
+            return Box::new(filter);
+        }
+    }
+    match default.parse::<Targets>() {
+        Ok(targets) => Box::new(targets),
+        Err(_) => Box::new(EnvFilter::new(default)),
+    }
 }
 
 /// The request's method as a label from a fixed set: a method is any token the client likes,
@@ -122,6 +149,21 @@ pub async fn request_span(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_levels_per_target_and_span_directives_are_both_understood() {
+        use tracing::Level;
+        use tracing::level_filters::LevelFilter;
+        let targets = level_filter(Some("info,sqlx=warn"), "error");
+        assert_eq!(targets.max_level_hint(), Some(LevelFilter::INFO));
+        // Span directives are EnvFilter's alone; an unreadable RUST_LOG falls back to the default.
+        let spans = level_filter(Some("warn,[request]=debug"), "error");
+        assert_eq!(spans.max_level_hint(), Some(LevelFilter::DEBUG));
+        let fallback = level_filter(Some("=nonsense=["), "error");
+        assert_eq!(fallback.max_level_hint(), Some(LevelFilter::ERROR));
+        let unset = level_filter(None, "trace,sqlx=warn");
+        assert_eq!(unset.max_level_hint(), Some(Level::TRACE.into()));
+    }
 
     #[test]
     fn request_ids_are_32_hex_digits_and_differ() {
