@@ -13,7 +13,8 @@ bench_as_pg() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# Sets SERVER_URL (no database part) and PG_BIN; starts a server when DATABASE_URL is unset.
+# Sets SERVER_URL (no database part) and PG_BIN; starts a server when DATABASE_URL is unset,
+# with BENCH_PG_OPTIONS added to its command line (for example "-c track_io_timing=on").
 bench_pg_start() {
     PG_BIN="$(bench_pg_bin)"
     if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
@@ -34,7 +35,7 @@ bench_pg_start() {
     # Durable settings as shipped (fsync and synchronous_commit on); a bit more memory for
     # loading and a checkpoint spacing suited to bulk loads.
     bench_as_pg "$PG_BIN/pg_ctl" -D "$BENCH_PG_DIR/data" -l "$BENCH_PG_DIR/log" -w \
-        -o "-p $BENCH_PG_PORT -k $BENCH_PG_DIR -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=8GB -c max_connections=200" \
+        -o "-p $BENCH_PG_PORT -k $BENCH_PG_DIR -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=8GB -c max_connections=200 ${BENCH_PG_OPTIONS:-}" \
         start >/dev/null
     trap bench_pg_stop EXIT
     SERVER_URL="postgres://postgres@127.0.0.1:$BENCH_PG_PORT"

@@ -16,6 +16,8 @@
 #   WATCHING=1 bash bench/throughput.sh       # with an agent's live stream open throughout
 #   LOG=warn bash bench/throughput.sh         # the server logging warnings only, to compare
 #   LOG_FORMAT=json bash bench/throughput.sh  # JSON log lines
+#   LOG_AB=1 bash bench/throughput.sh         # also: the same levels against a second server
+#                                             # logging warnings only, in alternating halves
 #   WEBHOOK=1 bash bench/throughput.sh        # also: intake at 64 connections with and without a
 #                                             # webhook endpoint subscribed to every event
 set -euo pipefail
@@ -155,7 +157,10 @@ out=$(wrk_run 64 "http://127.0.0.1:$PORT/healthz" bench/healthz.lua)
 hrps=$(grep -oP 'Requests/sec:\s*\K[0-9.]+' <<<"$out")
 printf '\n/healthz at 64 connections: %.0f requests/s (p50 %s ms, p99 %s ms)\n' "$hrps" "$(field P50 "$out")" "$(field P99 "$out")"
 peak=$(grep -oP 'VmHWM:\s*\K[0-9]+' "/proc/$SERVER/status")
-printf 'server peak RSS: %.1f MiB\n' "$(python3 -c "print($peak / 1024)")"
+anon=$(grep -oP 'RssAnon:\s*\K[0-9]+' "/proc/$SERVER/status")
+file=$(grep -oP 'RssFile:\s*\K[0-9]+' "/proc/$SERVER/status")
+printf 'server peak RSS: %.1f MiB (now: %.1f MiB allocated, %.1f MiB of the binary and libraries)\n' \
+    "$(python3 -c "print($peak / 1024)")" "$(python3 -c "print($anon / 1024)")" "$(python3 -c "print($file / 1024)")"
 printf 'server log: %s lines, %s MiB\n' "$(wc -l <"$BENCH_TMP/server.log")" \
     "$(python3 -c "print(round($(stat -c %s "$BENCH_TMP/server.log") / 1048576, 1))")"
 
@@ -278,4 +283,56 @@ without, with_ = ${acked_by[without]} / (2 * $HALF), ${acked_by[with]} / (2 * $H
 share = with_ / without
 print(f'with an endpoint: {with_:.0f}/s, without: {without:.0f}/s: {share:.0%} of the pace '
       f'(goal >= 80%: {\"met\" if share >= 0.8 else \"NOT met\"}); p99 {${p99_by[with]}} ms vs {${p99_by[without]}} ms')"
+fi
+
+if [ -n "${LOG_AB:-}" ]; then
+    # What production logging costs, measured against the same binary logging warnings only, in
+    # alternating halves of one run (this machine's pace moves by up to 25 % between runs): a
+    # second server on the same database at RUST_LOG=warn, driven in turn with the first.
+    QUIET_PORT=$((PORT + 2))
+    while (echo >/dev/tcp/127.0.0.1/$QUIET_PORT) 2>/dev/null; do QUIET_PORT=$((QUIET_PORT + 1)); done
+    LEAVEMSG_LISTEN=127.0.0.1:$QUIET_PORT LEAVEMSG_RATE_PER_TOKEN=0 LEAVEMSG_RATE_PER_IP=0 \
+        RUST_LOG=warn ./target/release/leavemsg serve >"$BENCH_TMP/quiet.log" 2>&1 &
+    QUIET=$!
+    trap 'kill $QUIET ${RECEIVER:-} ${WATCHER:-} $SERVER 2>/dev/null || true; rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$QUIET_PORT/readyz" >/dev/null && break; sleep 0.2; done
+    QUIET_BASE="http://127.0.0.1:$QUIET_PORT/service-cloud/rest/webadapter/v1/webadapterfacade"
+    wrk_run 8 "$QUIET_BASE/doLeaveMessage" bench/leave-message.lua 2 >/dev/null
+    ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+    printf '\n%-34s %12s %9s %9s %8s %16s\n' "logging A/B" "messages/s" "p50 ms" "p99 ms" non2xx \
+        "server CPU/msg"
+    declare -A ab_acked=() ab_ticks=() ab_p50=() ab_p99=()
+    for c in $CONNECTIONS; do
+        for _half in 1 2; do
+            for level in "${LOG:-info}" warn; do
+                if [ "$level" = warn ]; then pid=$QUIET url=$QUIET_BASE; else pid=$SERVER url=$BASE; fi
+                before=$(ticks "$pid")
+                out=$(wrk_run "$c" "$url/doLeaveMessage" bench/leave-message.lua "$HALF")
+                used=$(( $(ticks "$pid") - before ))
+                key="$c $level"
+                ab_acked[$key]=$(( ${ab_acked[$key]:-0} + $(field ACK "$out") ))
+                ab_ticks[$key]=$(( ${ab_ticks[$key]:-0} + used ))
+                ab_p50[$key]="${ab_p50[$key]:-} $(field P50 "$out")"
+                ab_p99[$key]=$(python3 -c "print(max(${ab_p99[$key]:-0}, $(field P99 "$out")))")
+                printf '%-34s %12.0f %9s %9s %8s %13.0f µs\n' "$c conn, $level, half $_half" \
+                    "$(python3 -c "print($(field ACK "$out") / $HALF)")" "$(field P50 "$out")" \
+                    "$(field P99 "$out")" \
+                    "$(grep -oP 'Non-2xx or 3xx responses: \K[0-9]+' <<<"$out" || echo 0)" \
+                    "$(python3 -c "print(1e6 * $used / $(getconf CLK_TCK) / max($(field ACK "$out"), 1))")"
+            done
+        done
+        python3 - "$c" "${LOG:-info}" "${ab_acked[$c ${LOG:-info}]}" "${ab_acked[$c warn]}" \
+            "${ab_ticks[$c ${LOG:-info}]}" "${ab_ticks[$c warn]}" "${ab_p50[$c ${LOG:-info}]}" \
+            "${ab_p50[$c warn]}" "${ab_p99[$c ${LOG:-info}]}" "${ab_p99[$c warn]}" "$(getconf CLK_TCK)" <<'PY'
+import sys
+c, level = sys.argv[1], sys.argv[2]
+acked, quiet_acked, ticks, quiet_ticks = (int(x) for x in sys.argv[3:7])
+p50, quiet_p50 = (sum(map(float, s.split())) / len(s.split()) for s in sys.argv[7:9])
+p99, quiet_p99, hz = float(sys.argv[9]), float(sys.argv[10]), int(sys.argv[11])
+cpu, quiet_cpu = 1e6 * ticks / hz / acked, 1e6 * quiet_ticks / hz / quiet_acked
+print(f"  {c} conn: {level} logging at {acked / quiet_acked:.0%} of warn's pace; p50 {p50:.3f} vs "
+      f"{quiet_p50:.3f} ms, p99 {p99:.3f} vs {quiet_p99:.3f} ms; server CPU {cpu:.0f} vs "
+      f"{quiet_cpu:.0f} µs a message")
+PY
+    done
 fi
