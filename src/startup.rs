@@ -16,7 +16,7 @@ use crate::domain::PublicUrl;
 use crate::limits::Limits;
 use crate::live::{self, Live};
 use crate::settings::{EmailSettings, Settings, WebhookSettings};
-use crate::store::writer::Writer;
+use crate::store::writer::{WriteQueue, Writer};
 use crate::store::{self, Database, Store};
 use crate::visitor::VisitorState;
 use crate::{agent, counters, openapi, ops, outbox, pages, telemetry, visitor};
@@ -76,9 +76,11 @@ impl Application {
         let batch_window = settings.batch_window;
         let (app_store, app_visitor, app_live) = (store.clone(), visitor.clone(), live.clone());
         let app_brake = brake.clone();
+        // One queue for all workers' group-commit writers (see store::writer).
+        let write_queue = WriteQueue::default();
         let server = HttpServer::new(move || {
             // Runs on each HTTP worker: its own group-commit writer, on its own thread.
-            let writer = web::Data::new(Writer::start(&app_store, batch_window));
+            let writer = web::Data::new(Writer::joining(&write_queue, &app_store, batch_window));
             App::new()
                 // Inside the request span, which therefore logs and counts HEAD as HEAD.
                 .wrap(from_fn(head_as_get))

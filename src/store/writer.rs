@@ -1,23 +1,29 @@
 //! Group commit: concurrent doLeaveMessage calls are written together, one multi-row INSERT
 //! and one COMMIT for all of them, and each caller is answered only after that commit.
 //!
-//! Batches form by themselves: while one batch commits, new submissions queue; the next batch
-//! takes all of them (up to [`MAX_BATCH`]). A lone submission is written at once, so a quiet
-//! service pays no extra latency.
+//! Every HTTP worker has a [`Writer`] with its own connection (see `startup`), and all of an
+//! instance's writers take from one [`WriteQueue`]. One writer at a time leads: the writer of
+//! the worker whose submission found no batch being written takes everything queued, writes it,
+//! and goes on while more is queued; then it lets go. So:
+//! - a quiet service pays nothing for batching: a lone submission is written at once, by its
+//!   own worker's writer, on the thread that received it (no hand-off to another thread);
+//! - under load, everything that arrives on any worker while a batch commits forms the next
+//!   batch. Batches are twice as large as with a queue per worker (two workers on the machine
+//!   below), with half the statements, commits and WAL flushes: the workers' writers committed
+//!   in turn anyway, as PostgreSQL lets one transaction that notifies commit at a time.
+//!   `docs/performance.md` has the measurements.
 //!
-//! Each HTTP worker starts its own [`Writer`] (see `startup`), so a request is queued, written
-//! and answered on one thread, and an instance commits as many batches at once as it has
-//! workers (one writer per worker measured best: more make smaller batches that contend for
-//! the same index pages; `docs/performance.md`). Each writer keeps its own connection, opened with the pool's settings: no pool
-//! checkout and no check-in round trip per batch. A connection that fails is dropped and the
-//! next batch opens a new one.
+//! Each writer keeps its own connection, opened with the pool's settings: no pool checkout and
+//! no check-in round trip per batch. A connection that fails is dropped and the next batch
+//! opens a new one.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::handle::is_broken_connection;
@@ -38,6 +44,8 @@ pub enum WriteError {
     Database(String),
     #[error("the writer is not running")]
     Closed,
+    #[error("{QUEUE} messages are already waiting to be written")]
+    Busy,
 }
 
 struct Job {
@@ -46,19 +54,53 @@ struct Job {
     reply: oneshot::Sender<Result<Outcome, WriteError>>,
 }
 
+/// The submissions waiting to be written, shared by an instance's writers.
+#[derive(Clone, Default)]
+pub struct WriteQueue(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    jobs: Mutex<VecDeque<Job>>,
+    /// Whether some writer is taking from `jobs` now (it will see what is added).
+    leading: AtomicBool,
+}
+
+impl Shared {
+    fn jobs(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
+        // Nothing panics while holding the lock; a poisoned queue is still a queue.
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Up to `most` of the oldest submissions.
+    fn take(&self, most: usize) -> Vec<Job> {
+        let mut jobs = self.jobs();
+        let n = jobs.len().min(most);
+        jobs.drain(..n).collect()
+    }
+}
+
 /// Hands messages to the writers.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Job>,
+    queue: WriteQueue,
+    /// Tells this writer's task to lead.
+    lead: mpsc::Sender<()>,
 }
 
 impl Writer {
-    /// Starts the writer on the current runtime; it connects with `pool`'s settings when the
-    /// first message arrives, and stops when every handle to it is dropped. With a non-zero
-    /// `window` it waits that long after a batch's first message for more to join it.
+    /// A writer with a queue of its own; see [`Writer::joining`].
     pub fn start(store: &Store, window: Duration) -> Writer {
+        Writer::joining(&WriteQueue::default(), store, window)
+    }
+
+    /// Starts a writer taking from `queue` on the current runtime; it connects with the store's
+    /// settings when it first leads, and stops when every handle to it is dropped. With a
+    /// non-zero `window` it waits that long after a batch's first message for more to join it.
+    pub fn joining(queue: &WriteQueue, store: &Store, window: Duration) -> Writer {
         let pool = store.pool();
-        let (queue, receiver) = mpsc::channel(QUEUE);
+        let (lead, led) = mpsc::channel(1);
         // The writer runs the same two statements all the time: a generic plan, made once per
         // connection, saves planning each batch again (measured: half the time of a one-row
         // batch; the plan looks rows up by index whatever the batch size).
@@ -71,8 +113,11 @@ impl Writer {
             options: Arc::new(options),
             open: None,
         };
-        tokio::spawn(run(connection, receiver, window));
-        Writer { queue }
+        tokio::spawn(run(connection, Arc::clone(&queue.0), led, window));
+        Writer {
+            queue: queue.clone(),
+            lead,
+        }
     }
 
     /// Stores `message` if `token_hash` is still its visitor's current token on an enabled
@@ -83,16 +128,26 @@ impl Writer {
         message: NewMessage,
         token_hash: [u8; 32],
     ) -> Result<Outcome, StoreError> {
+        if self.lead.is_closed() {
+            return Err(WriteError::Closed.into());
+        }
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            message,
-            token_hash,
-            reply,
-        };
-        let written = within_deadline(async {
-            self.queue.send(job).await.map_err(|_| WriteError::Closed)?;
-            answer.await.map_err(|_| WriteError::Closed)?
-        });
+        {
+            let mut jobs = self.queue.0.jobs();
+            if jobs.len() >= QUEUE {
+                return Err(WriteError::Busy.into());
+            }
+            jobs.push_back(Job {
+                message,
+                token_hash,
+                reply,
+            });
+        }
+        // No writer is taking from the queue: this worker's writer leads.
+        if !self.queue.0.leading.swap(true, Ordering::SeqCst) {
+            let _ = self.lead.try_send(());
+        }
+        let written = within_deadline(async { answer.await.map_err(|_| WriteError::Closed)? });
         Ok(written.await??)
     }
 }
@@ -124,24 +179,33 @@ impl Connection {
     }
 }
 
-async fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>, window: Duration) {
-    while let Some(first) = receiver.recv().await {
-        let mut batch = vec![first];
-        let gathered_until = tokio::time::Instant::now() + window;
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(TryRecvError::Empty) if !window.is_zero() => {
-                    match tokio::time::timeout_at(gathered_until, receiver.recv()).await {
-                        Ok(Some(job)) => batch.push(job),
-                        _ => break,
-                    }
+async fn run(
+    mut connection: Connection,
+    shared: Arc<Shared>,
+    mut led: mpsc::Receiver<()>,
+    window: Duration,
+) {
+    while led.recv().await.is_some() {
+        // Leading: write what is queued, batch after batch, until nothing is.
+        loop {
+            let mut batch = shared.take(MAX_BATCH);
+            if batch.is_empty() {
+                shared.leading.store(false, Ordering::SeqCst);
+                // A submission queued after the take but before the store above found a
+                // writer leading and did not call one: take the lead back for it, unless
+                // another writer has taken it since.
+                if shared.jobs().is_empty() || shared.leading.swap(true, Ordering::SeqCst) {
+                    break;
                 }
-                Err(_) => break,
+                continue;
             }
+            if !window.is_zero() && batch.len() < MAX_BATCH {
+                tokio::time::sleep(window).await;
+                batch.extend(shared.take(MAX_BATCH - batch.len()));
+            }
+            counters::batch_written(batch.len());
+            write_batch(&mut connection, batch).await;
         }
-        counters::batch_written(batch.len());
-        write_batch(&mut connection, batch).await;
     }
 }
 

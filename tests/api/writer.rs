@@ -6,7 +6,7 @@ use std::time::Duration;
 use leavemsg::domain::{CallbackAfter, ChannelId, MessageText, PhoneNo};
 use leavemsg::store::Store;
 use leavemsg::store::messages::{NewMessage, Outcome, Stored};
-use leavemsg::store::writer::Writer;
+use leavemsg::store::writer::{WriteQueue, Writer};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::*;
@@ -103,6 +103,49 @@ async fn each_row_is_answered_for_itself(window: Duration) {
         .unwrap();
     assert_eq!(texts.len(), 20, "{texts:?}");
     assert!(!texts.contains(&"stale".to_owned()) && !texts.contains(&"bad row".to_owned()));
+}
+
+#[tokio::test]
+async fn writers_sharing_a_queue_write_what_arrives_on_either_in_one_batch() {
+    let app = spawn_app().await;
+    let channel = app.create_channel().await;
+    let token = app.token_for(&channel, "v").await;
+    // Two workers' writers, as startup makes them.
+    let queue = WriteQueue::default();
+    let writers = [
+        Writer::joining(&queue, &app.store, Duration::ZERO),
+        Writer::joining(&queue, &app.store, Duration::ZERO),
+    ];
+
+    // Submitted together through both: one writer leads and writes them all, in one statement
+    // (rows of one statement share its transaction id).
+    let calls = (0..20).map(|i| {
+        writers[i % 2].write(message(&channel, "v", &format!("m{i}"), None), hash(&token))
+    });
+    for outcome in futures_util::future::join_all(calls).await {
+        assert!(
+            matches!(outcome, Ok(Outcome::Stored(Stored::New(_)))),
+            "{outcome:?}"
+        );
+    }
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM leave_message")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(transactions, 1);
+
+    // One at a time, alternating: each writer takes the lead in turn and lets it go.
+    for i in 20..30 {
+        let outcome = writers[i % 2]
+            .write(message(&channel, "v", &format!("m{i}"), None), hash(&token))
+            .await;
+        assert!(
+            matches!(outcome, Ok(Outcome::Stored(Stored::New(_)))),
+            "m{i}: {outcome:?}"
+        );
+    }
+    assert_eq!(app.message_count().await, 30);
 }
 
 #[tokio::test]
