@@ -7,7 +7,8 @@
 #   - what the database's sessions wait on, sampled every 10 ms (pg_stat_activity);
 #   - the statements' own time (pg_stat_statements), leavemsg's and the single-row reference's;
 #   - WAL written and flushed, and checkpoints (pg_stat_wal, pg_stat_bgwriter);
-#   - the same database figures for pgbench's single-row INSERT at the same client count.
+#   - the same database figures for pgbench's single-row INSERT at the same client count;
+#   - the HTTP hop alone (/healthz at 1 connection), and the 16-row ceiling's figures.
 #
 #   bash bench/profile.sh                        # 1 and 64 connections, 5 s each
 #   CONNECTIONS=64 SECONDS_EACH=10 bash bench/profile.sh
@@ -79,6 +80,19 @@ db_cpu() { # the postmaster with its ended children, and the running ones
       for child in $(pgrep -P "$pm"); do awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null; done
     } | awk -v hz="$(getconf CLK_TCK)" '{ t += $1 } END { printf "%.3f", t / hz }'
 }
+# Runs a command (its stderr dropped); CLIENT_CPU is left holding the CPU seconds it used.
+timed() {
+    local TIMEFORMAT='%U %S'
+    { time "$@" 2>/dev/null; } 2>"$BENCH_TMP/time"
+}
+client_cpu() { awk 'END { print $1 + $2 }' "$BENCH_TMP/time"; }
+# Jiffies the whole machine spent busy, and all jiffies, since boot.
+machine() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
+busy_since() { # "busy total" from machine(): cores busy since
+    read -r b0 t0 <<<"$1"
+    read -r b1 t1 < <(machine)
+    python3 -c "print(f'{$(nproc) * ($b1 - $b0) / max($t1 - $t0, 1):.2f}')"
+}
 reset_stats() {
     bench_psql "$DB_URL" -At -c "SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal'),
         pg_stat_reset_shared('bgwriter')" -c 'TRUNCATE wait_sample' >/dev/null
@@ -114,19 +128,22 @@ for c in $CONNECTIONS; do
     before=$(bench_psql "$DB_URL" -At -c 'SELECT count(*) FROM leave_message')
     bench_psql "$DB_URL" -c "CALL sample_waits($SECONDS_EACH)" >/dev/null &
     SAMPLER=$!
-    server_cpu=$(cpu_of "$SERVER") database_cpu=$(db_cpu)
-    out=$(wrk -t"$threads" -c"$c" -d"${SECONDS_EACH}s" --timeout 10s -s bench/leave-message.lua "$BASE/doLeaveMessage")
+    server_cpu=$(cpu_of "$SERVER") database_cpu=$(db_cpu) since=$(machine)
+    out=$(timed wrk -t"$threads" -c"$c" -d"${SECONDS_EACH}s" --timeout 10s -s bench/leave-message.lua "$BASE/doLeaveMessage")
+    busy=$(busy_since "$since")
     server_cpu=$(python3 -c "print($(cpu_of "$SERVER") - $server_cpu)")
     database_cpu=$(python3 -c "print($(db_cpu) - $database_cpu)")
     wait "$SAMPLER" || true
     stored=$(( $(bench_psql "$DB_URL" -At -c 'SELECT count(*) FROM leave_message') - before ))
-    python3 - "$stored" "$SECONDS_EACH" "$server_cpu" "$database_cpu" "$c" <<'PY'
+    python3 - "$stored" "$SECONDS_EACH" "$server_cpu" "$database_cpu" "$c" "$(client_cpu)" "$busy" <<'PY'
 import sys
 rows, secs, server, db, c = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+wrk, busy = float(sys.argv[6]), sys.argv[7]
 per = lambda x: f"{1e6 * x / max(rows, 1):.0f} µs"
 print(f"  {rows / secs:.0f} messages/s; {1e6 * secs * c / max(rows, 1):.0f} µs per message per connection (wall)")
-print(f"  CPU per message: server {per(server)}, database {per(db)} "
-      f"(cores busy: server {server / secs:.2f}, database {db / secs:.2f})")
+print(f"  CPU per message: server {per(server)}, database {per(db)}, wrk {per(wrk)} "
+      f"(cores busy: server {server / secs:.2f}, database {db / secs:.2f}, wrk {wrk / secs:.2f}; "
+      f"the whole machine {busy})")
 PY
     grep -E '^(P50|P99) ' <<<"$out" | tr '\n' ' ' | sed 's/^/  latency ms: /'; echo
     report_db "$stored"
@@ -150,28 +167,35 @@ PY
     reset_stats
     bench_psql "$DB_URL" -c "CALL sample_waits($SECONDS_EACH)" >/dev/null &
     SAMPLER=$!
-    database_cpu=$(db_cpu)
-    tps=$("$PGBENCH" -n -c "$c" -j "$threads" -T "$SECONDS_EACH" -f bench/pgbench-insert.sql "$DB_URL" 2>/dev/null |
+    database_cpu=$(db_cpu) since=$(machine)
+    tps=$(timed "$PGBENCH" -n -c "$c" -j "$threads" -T "$SECONDS_EACH" -f bench/pgbench-insert.sql "$DB_URL" |
         grep -oP 'tps = \K[0-9.]+' | head -n 1)
+    busy=$(busy_since "$since")
     sleep 1  # pgbench's sessions ended: their CPU counts once the postmaster has collected them
     database_cpu=$(python3 -c "print($(db_cpu) - $database_cpu)")
     wait "$SAMPLER" || true
     rows=$(python3 -c "print(round($tps * $SECONDS_EACH))")
-    python3 -c "print(f'  {$tps:.0f} rows/s; database CPU per row {1e6 * $database_cpu / max($rows, 1):.0f} µs (pgbench itself not counted)')"
+    python3 -c "print(f'  {$tps:.0f} rows/s; CPU per row: database {1e6 * $database_cpu / max($rows, 1):.0f} µs, pgbench {1e6 * $(client_cpu) / max($rows, 1):.0f} µs (the whole machine: {$busy} cores busy)')"
     report_db "$rows"
 done
+
+echo
+echo "=== the HTTP hop alone: /healthz at 1 connection, ${SECONDS_EACH} s ==="
+out=$(wrk -t1 -c1 -d"${SECONDS_EACH}s" -s bench/healthz.lua "http://127.0.0.1:$PORT/healthz")
+python3 -c "print(f'  {1e6 / $(grep -oP 'Requests/sec:\s*\K[0-9.]+' <<<"$out"):.0f} µs a request (wrk to leavemsg and back, nothing else)')"
 
 echo
 echo "=== the ceiling: pgbench, 16 rows per INSERT, 8 clients, ${SECONDS_EACH} s ==="
 reset_stats
 bench_psql "$DB_URL" -c "CALL sample_waits($SECONDS_EACH)" >/dev/null &
 SAMPLER=$!
-database_cpu=$(db_cpu)
-tps=$("$PGBENCH" -n -c 8 -j 2 -T "$SECONDS_EACH" -f bench/pgbench-insert16.sql "$DB_URL" 2>/dev/null |
+database_cpu=$(db_cpu) since=$(machine)
+tps=$(timed "$PGBENCH" -n -c 8 -j 2 -T "$SECONDS_EACH" -f bench/pgbench-insert16.sql "$DB_URL" |
     grep -oP 'tps = \K[0-9.]+' | head -n 1)
+busy=$(busy_since "$since")
 sleep 1  # pgbench's sessions ended: their CPU counts once the postmaster has collected them
 database_cpu=$(python3 -c "print($(db_cpu) - $database_cpu)")
 wait "$SAMPLER" || true
 rows=$(python3 -c "print(round($tps * 16 * $SECONDS_EACH))")
-python3 -c "print(f'  {$tps * 16:.0f} rows/s; database CPU per row {1e6 * $database_cpu / max($rows, 1):.0f} µs (cores busy {$database_cpu / $SECONDS_EACH:.2f}; pgbench itself not counted)')"
+python3 -c "print(f'  {$tps * 16:.0f} rows/s; CPU per row: database {1e6 * $database_cpu / max($rows, 1):.0f} µs, pgbench {1e6 * $(client_cpu) / max($rows, 1):.0f} µs (cores busy: database {$database_cpu / $SECONDS_EACH:.2f}; the whole machine {$busy})')"
 report_db "$rows"
