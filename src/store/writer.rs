@@ -8,10 +8,10 @@
 //! - a quiet service pays nothing for batching: a lone submission is written at once, by its
 //!   own worker's writer, on the thread that received it (no hand-off to another thread);
 //! - under load, everything that arrives on any worker while a batch commits forms the next
-//!   batch. Batches are twice as large as with a queue per worker (two workers on the machine
-//!   below), with half the statements, commits and WAL flushes: the workers' writers committed
-//!   in turn anyway, as PostgreSQL lets one transaction that notifies commit at a time.
-//!   `docs/performance.md` has the measurements.
+//!   batch. With two workers, batches are twice as large as with a queue per worker, with half
+//!   the statements and commits; the workers' writers committed in turn anyway, as PostgreSQL
+//!   lets one transaction that notifies commit at a time. `docs/performance.md` has the
+//!   measurements.
 //!
 //! Each writer keeps its own connection, opened with the pool's settings: no pool checkout and
 //! no check-in round trip per batch. A connection that fails is dropped and the next batch
