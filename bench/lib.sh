@@ -52,3 +52,24 @@ bench_pg_stop() {
 bench_psql() {
     "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"
 }
+
+# Starts `leavemsg serve` (release build, rate limits off) against DATABASE_URL, logging as in
+# production (RUST_LOG=info unless LOG says otherwise; LOG_FORMAT=json for JSON) to
+# $BENCH_TMP/server.log, as a service manager's journal would take the lines; waits until it is
+# ready and takes a visitor token on CHANNEL. Sets PORT (the first free from $1), SERVER (its
+# pid), BASE (the visitor interface) and exports LEAVEMSG_TOKEN. The caller stops it.
+bench_serve() { # first-port
+    PORT=$1
+    while (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do PORT=$((PORT + 1)); done
+    LEAVEMSG_LISTEN=127.0.0.1:$PORT LEAVEMSG_RATE_PER_TOKEN=0 LEAVEMSG_RATE_PER_IP=0 \
+        RUST_LOG="${LOG:-info}" LEAVEMSG_LOG_FORMAT="${LOG_FORMAT:-text}" \
+        ./target/release/leavemsg serve >"$BENCH_TMP/server.log" 2>&1 &
+    SERVER=$!
+    echo "server logging: ${LOG:-info} (${LOG_FORMAT:-text})"
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+    BASE="http://127.0.0.1:$PORT/service-cloud/rest/webadapter/v1/webadapterfacade"
+    LEAVEMSG_TOKEN=$(curl -sf "$BASE/applyToken" -H 'Content-Type: application/json' \
+        -d "{\"userId\":\"bench\",\"userName\":\"bench\",\"channelId\":\"$CHANNEL\"}" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+    export LEAVEMSG_TOKEN
+}

@@ -56,20 +56,10 @@ END;
 $$;
 SQL
 
-PORT=18190
-while (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do PORT=$((PORT + 1)); done
 BENCH_TMP=$(mktemp -d /tmp/leavemsg-profile.XXXXXX)
-LEAVEMSG_LISTEN=127.0.0.1:$PORT LEAVEMSG_RATE_PER_TOKEN=0 LEAVEMSG_RATE_PER_IP=0 \
-    RUST_LOG="${LOG:-info}" LEAVEMSG_LOG_FORMAT="${LOG_FORMAT:-text}" \
-    ./target/release/leavemsg serve >"$BENCH_TMP/server.log" 2>&1 &
-SERVER=$!
+trap 'rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
+bench_serve 18190
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
-echo "server logging: ${LOG:-info} (${LOG_FORMAT:-text})"
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
-BASE="http://127.0.0.1:$PORT/service-cloud/rest/webadapter/v1/webadapterfacade"
-export LEAVEMSG_TOKEN=$(curl -sf "$BASE/applyToken" -H 'Content-Type: application/json' \
-    -d "{\"userId\":\"bench\",\"userName\":\"bench\",\"channelId\":\"$CHANNEL\"}" |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
 wrk -t2 -c8 -d2s -s bench/leave-message.lua "$BASE/doLeaveMessage" >/dev/null
 
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
@@ -119,6 +109,24 @@ FROM wait_sample GROUP BY waiting ORDER BY count(*) DESC LIMIT 8;
 SQL
 }
 
+# pgbench for SECONDS_EACH with the database figures beside it: clients, threads, script, rows
+# per transaction.
+profile_pgbench() {
+    reset_stats
+    bench_psql "$DB_URL" -c "CALL sample_waits($SECONDS_EACH)" >/dev/null &
+    local sampler=$! database_cpu since tps busy rows
+    database_cpu=$(db_cpu) since=$(machine)
+    tps=$(timed "$PGBENCH" -n -c "$1" -j "$2" -T "$SECONDS_EACH" -f "$3" "$DB_URL" |
+        grep -oP 'tps = \K[0-9.]+' | head -n 1)
+    busy=$(busy_since "$since")
+    sleep 1  # pgbench's sessions ended: their CPU counts once the postmaster has collected them
+    database_cpu=$(python3 -c "print($(db_cpu) - $database_cpu)")
+    wait "$sampler" || true
+    rows=$(python3 -c "print(round($tps * $4 * $SECONDS_EACH))")
+    python3 -c "print(f'  {$tps * $4:.0f} rows/s; CPU per row: database {1e6 * $database_cpu / max($rows, 1):.0f} µs, pgbench {1e6 * $(client_cpu) / max($rows, 1):.0f} µs (cores busy: database {$database_cpu / $SECONDS_EACH:.2f}; the whole machine {$busy})')"
+    report_db "$rows"
+}
+
 for c in $CONNECTIONS; do
     threads=2
     [ "$c" -lt 2 ] && threads=1
@@ -164,19 +172,7 @@ PY
 
     echo
     echo "=== $c client(s), pgbench single-row INSERT, ${SECONDS_EACH} s ==="
-    reset_stats
-    bench_psql "$DB_URL" -c "CALL sample_waits($SECONDS_EACH)" >/dev/null &
-    SAMPLER=$!
-    database_cpu=$(db_cpu) since=$(machine)
-    tps=$(timed "$PGBENCH" -n -c "$c" -j "$threads" -T "$SECONDS_EACH" -f bench/pgbench-insert.sql "$DB_URL" |
-        grep -oP 'tps = \K[0-9.]+' | head -n 1)
-    busy=$(busy_since "$since")
-    sleep 1  # pgbench's sessions ended: their CPU counts once the postmaster has collected them
-    database_cpu=$(python3 -c "print($(db_cpu) - $database_cpu)")
-    wait "$SAMPLER" || true
-    rows=$(python3 -c "print(round($tps * $SECONDS_EACH))")
-    python3 -c "print(f'  {$tps:.0f} rows/s; CPU per row: database {1e6 * $database_cpu / max($rows, 1):.0f} µs, pgbench {1e6 * $(client_cpu) / max($rows, 1):.0f} µs (the whole machine: {$busy} cores busy)')"
-    report_db "$rows"
+    profile_pgbench "$c" "$threads" bench/pgbench-insert.sql 1
 done
 
 echo
@@ -186,16 +182,4 @@ python3 -c "print(f'  {1e6 / $(grep -oP 'Requests/sec:\s*\K[0-9.]+' <<<"$out"):.
 
 echo
 echo "=== the ceiling: pgbench, 16 rows per INSERT, 8 clients, ${SECONDS_EACH} s ==="
-reset_stats
-bench_psql "$DB_URL" -c "CALL sample_waits($SECONDS_EACH)" >/dev/null &
-SAMPLER=$!
-database_cpu=$(db_cpu) since=$(machine)
-tps=$(timed "$PGBENCH" -n -c 8 -j 2 -T "$SECONDS_EACH" -f bench/pgbench-insert16.sql "$DB_URL" |
-    grep -oP 'tps = \K[0-9.]+' | head -n 1)
-busy=$(busy_since "$since")
-sleep 1  # pgbench's sessions ended: their CPU counts once the postmaster has collected them
-database_cpu=$(python3 -c "print($(db_cpu) - $database_cpu)")
-wait "$SAMPLER" || true
-rows=$(python3 -c "print(round($tps * 16 * $SECONDS_EACH))")
-python3 -c "print(f'  {$tps * 16:.0f} rows/s; CPU per row: database {1e6 * $database_cpu / max($rows, 1):.0f} µs, pgbench {1e6 * $(client_cpu) / max($rows, 1):.0f} µs (cores busy: database {$database_cpu / $SECONDS_EACH:.2f}; the whole machine {$busy})')"
-report_db "$rows"
+profile_pgbench 8 2 bench/pgbench-insert16.sql 16

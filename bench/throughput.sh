@@ -42,22 +42,10 @@ CREATE TABLE bench_leave_message (LIKE leave_message INCLUDING DEFAULTS INCLUDIN
                                   INCLUDING INDEXES INCLUDING IDENTITY);
 SQL
 
-PORT=18090
-while (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do PORT=$((PORT + 1)); done
-# Logging as in production (info: one line per request), text unless LOG_FORMAT=json; LOG=warn
-# to compare. The lines go to a file, as a service manager's journal would take them.
 BENCH_TMP=$(mktemp -d /tmp/leavemsg-bench.XXXXXX)
-LEAVEMSG_LISTEN=127.0.0.1:$PORT LEAVEMSG_RATE_PER_TOKEN=0 LEAVEMSG_RATE_PER_IP=0 \
-    RUST_LOG="${LOG:-info}" LEAVEMSG_LOG_FORMAT="${LOG_FORMAT:-text}" \
-    ./target/release/leavemsg serve >"$BENCH_TMP/server.log" 2>&1 &
-SERVER=$!
+trap 'rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
+bench_serve 18090
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
-echo "server logging: ${LOG:-info} (${LOG_FORMAT:-text})"
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
-BASE="http://127.0.0.1:$PORT/service-cloud/rest/webadapter/v1/webadapterfacade"
-export LEAVEMSG_TOKEN=$(curl -sf "$BASE/applyToken" -H 'Content-Type: application/json' \
-    -d "{\"userId\":\"bench\",\"userName\":\"bench\",\"channelId\":\"$CHANNEL\"}" |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
 if [ -n "${WATCHING:-}" ]; then
     # An agent's console open throughout: the instance listens and streams every message.
     AGENT_KEY=$(DATABASE_URL="$DB_URL" ./target/release/leavemsg agent create --name bench | tail -n 1)
