@@ -63,6 +63,8 @@ struct Shared {
     jobs: Mutex<VecDeque<Job>>,
     /// Whether some writer is taking from `jobs` now (it will see what is added).
     leading: AtomicBool,
+    /// Every writer's call, for handing the lead on when a writer's task ends.
+    writers: Mutex<Vec<mpsc::WeakSender<()>>>,
 }
 
 impl Shared {
@@ -71,6 +73,27 @@ impl Shared {
         self.jobs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// After a writer's task ended, perhaps while leading (its worker stopped first, at
+    /// shutdown): submissions still queued must not wait for it. Another writer is called; if
+    /// one was leading already, two lead for a while, which only makes smaller batches.
+    fn hand_on_the_lead(&self) {
+        self.leading.store(false, Ordering::SeqCst);
+        if self.jobs().is_empty() || self.leading.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let writers = self
+            .writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let called = writers
+            .iter()
+            .filter_map(mpsc::WeakSender::upgrade)
+            .any(|call| call.try_send(()).is_ok());
+        if !called {
+            self.leading.store(false, Ordering::SeqCst);
+        }
     }
 
     /// Up to `most` of the oldest submissions.
@@ -113,7 +136,17 @@ impl Writer {
             options: Arc::new(options),
             open: None,
         };
-        tokio::spawn(run(connection, Arc::clone(&queue.0), led, window));
+        queue
+            .0
+            .writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(lead.downgrade());
+        let seat = Seat {
+            shared: Arc::clone(&queue.0),
+            led,
+        };
+        tokio::spawn(run(connection, seat, window));
         Writer {
             queue: queue.clone(),
             lead,
@@ -179,13 +212,24 @@ impl Connection {
     }
 }
 
-async fn run(
-    mut connection: Connection,
+/// What a writer's task takes from: the shared queue, and its own calls to lead.
+struct Seat {
     shared: Arc<Shared>,
-    mut led: mpsc::Receiver<()>,
-    window: Duration,
-) {
-    while led.recv().await.is_some() {
+    led: mpsc::Receiver<()>,
+}
+
+impl Drop for Seat {
+    /// However the task ends (its runtime may be dropped in the middle of a batch), it takes no
+    /// more calls, and the lead goes on to another writer.
+    fn drop(&mut self) {
+        self.led.close();
+        self.shared.hand_on_the_lead();
+    }
+}
+
+async fn run(mut connection: Connection, mut seat: Seat, window: Duration) {
+    let shared = Arc::clone(&seat.shared);
+    while seat.led.recv().await.is_some() {
         // Leading: write what is queued, batch after batch, until nothing is.
         loop {
             let mut batch = shared.take(MAX_BATCH);

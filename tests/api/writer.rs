@@ -149,6 +149,60 @@ async fn writers_sharing_a_queue_write_what_arrives_on_either_in_one_batch() {
 }
 
 #[tokio::test]
+async fn a_writer_stopping_while_it_leads_leaves_the_queue_to_another() {
+    let app = spawn_app().await;
+    let channel = app.create_channel().await;
+    let token = app.token_for(&channel, "v").await;
+    let queue = WriteQueue::default();
+    // One writer on a runtime of its own, as on an HTTP worker that stops first at shutdown.
+    let other_worker = tokio::runtime::Runtime::new().unwrap();
+    let stopping = {
+        let _on = other_worker.enter();
+        Writer::joining(&queue, &app.store, Duration::ZERO)
+    };
+    let staying = Writer::joining(&queue, &app.store, Duration::ZERO);
+
+    // The stopping writer leads, held up by a lock on the table; a submission through the
+    // other writer queues behind it.
+    let blocker = app.lock_message_table().await;
+    let first = tokio::spawn({
+        let m = message(&channel, "v", "first", None);
+        let token = hash(&token);
+        async move { stopping.write(m, token).await }
+    });
+    let waiting = wait_until(Duration::from_secs(30), || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_locks
+             WHERE relation = 'leave_message'::regclass AND NOT granted",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+            > 0
+    })
+    .await;
+    assert!(waiting, "the first submission never reached the database");
+    let second = tokio::spawn({
+        let m = message(&channel, "v", "second", None);
+        let token = hash(&token);
+        async move { staying.write(m, token).await }
+    });
+    tokio::task::yield_now().await;
+
+    // Its worker stops mid-batch; the table is free again.
+    other_worker.shutdown_background();
+    blocker.rollback().await.unwrap();
+
+    // The queued submission is written by the writer that stays, within the deadline.
+    assert!(
+        matches!(second.await.unwrap(), Ok(Outcome::Stored(Stored::New(_)))),
+        "the submission behind a stopped leader was not written"
+    );
+    // The first caller was told nothing was confirmed (its row may or may not be stored).
+    assert!(first.await.unwrap().is_err());
+}
+
+#[tokio::test]
 async fn rows_of_one_batch_keep_their_own_callback_times() {
     let app = spawn_app().await;
     let channel = app.create_channel().await;
