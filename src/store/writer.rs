@@ -13,6 +13,9 @@
 //!   lets one transaction that notifies commit at a time. `docs/performance.md` has the
 //!   measurements.
 //!
+//! A writer whose task ends while it leads (its worker stopped first, at shutdown) hands the
+//! lead on to another writer, so that what other workers queued is still written.
+//!
 //! Each writer keeps its own connection, opened with the pool's settings: no pool checkout and
 //! no check-in round trip per batch. A connection that fails is dropped and the next batch
 //! opens a new one.
