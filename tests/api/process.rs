@@ -380,6 +380,7 @@ async fn logs_never_hold_phone_numbers_messages_tokens_or_keys() {
         assert!(!log.contains(needle), "the log holds a {what}:\n{log}");
     }
     // JSON logs: one object a line, request lines carrying their request id.
+    let mut token_lines = Vec::new();
     let mut leave_lines = Vec::new();
     let mut process_lines = Vec::new();
     for line in log.lines() {
@@ -394,14 +395,18 @@ async fn logs_never_hold_phone_numbers_messages_tokens_or_keys() {
             );
         }
         let route = parsed["span"]["route"].as_str().unwrap_or_default();
-        if route.ends_with("/doLeaveMessage") {
+        if route.ends_with("/applyToken") {
+            token_lines.push(parsed);
+        } else if route.ends_with("/doLeaveMessage") {
             leave_lines.push(parsed);
         } else if route.ends_with("/process") {
             process_lines.push(parsed);
         }
     }
-    // One line per request, saying what it did: the four doLeaveMessage requests (one stored,
-    // three refused) and the agent's processing of the stored message.
+    // One line per request, saying what it did: the token issued, the four doLeaveMessage
+    // requests (one stored, three refused) and the agent's processing of the stored message.
+    assert_eq!(token_lines.len(), 1, "{log}");
+    assert_eq!(token_lines[0]["span"]["channel"], json!(channel), "{log}");
     assert_eq!(leave_lines.len(), 4, "{log}");
     let stored: Vec<_> = leave_lines
         .iter()
