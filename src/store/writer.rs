@@ -78,12 +78,19 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Lets go of the lead, unless it is needed back: a submission queued after the leader's
+    /// last take but before it let go found the lead taken and called no writer. Returns
+    /// whether the caller leads again (not if another writer has taken the lead since).
+    fn let_go(&self) -> bool {
+        self.leading.store(false, Ordering::SeqCst);
+        !self.jobs().is_empty() && !self.leading.swap(true, Ordering::SeqCst)
+    }
+
     /// After a writer's task ended, perhaps while leading (its worker stopped first, at
     /// shutdown): submissions still queued must not wait for it. Another writer is called; if
     /// one was leading already, two lead for a while, which only makes smaller batches.
     fn hand_on_the_lead(&self) {
-        self.leading.store(false, Ordering::SeqCst);
-        if self.jobs().is_empty() || self.leading.swap(true, Ordering::SeqCst) {
+        if !self.let_go() {
             return;
         }
         let writers = self
@@ -231,24 +238,19 @@ impl Drop for Seat {
 }
 
 async fn run(mut connection: Connection, mut seat: Seat, window: Duration) {
-    let shared = Arc::clone(&seat.shared);
     while seat.led.recv().await.is_some() {
         // Leading: write what is queued, batch after batch, until nothing is.
         loop {
-            let mut batch = shared.take(MAX_BATCH);
+            let mut batch = seat.shared.take(MAX_BATCH);
             if batch.is_empty() {
-                shared.leading.store(false, Ordering::SeqCst);
-                // A submission queued after the take but before the store above found a
-                // writer leading and did not call one: take the lead back for it, unless
-                // another writer has taken it since.
-                if shared.jobs().is_empty() || shared.leading.swap(true, Ordering::SeqCst) {
-                    break;
+                if seat.shared.let_go() {
+                    continue;
                 }
-                continue;
+                break;
             }
             if !window.is_zero() && batch.len() < MAX_BATCH {
                 tokio::time::sleep(window).await;
-                batch.extend(shared.take(MAX_BATCH - batch.len()));
+                batch.extend(seat.shared.take(MAX_BATCH - batch.len()));
             }
             counters::batch_written(batch.len());
             write_batch(&mut connection, batch).await;
