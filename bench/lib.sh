@@ -53,23 +53,46 @@ bench_psql() {
     "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
-# Starts `leavemsg serve` (release build, rate limits off) against DATABASE_URL, logging as in
-# production (RUST_LOG=info unless LOG says otherwise; LOG_FORMAT=json for JSON) to
-# $BENCH_TMP/server.log, as a service manager's journal would take the lines; waits until it is
-# ready and takes a visitor token on CHANNEL. Sets PORT (the first free from $1), SERVER (its
-# pid), BASE (the visitor interface) and exports LEAVEMSG_TOKEN. The caller stops it.
-bench_serve() { # first-port
-    PORT=$1
-    while (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do PORT=$((PORT + 1)); done
-    LEAVEMSG_LISTEN=127.0.0.1:$PORT LEAVEMSG_RATE_PER_TOKEN=0 LEAVEMSG_RATE_PER_IP=0 \
+# The visitor interface's path on a server.
+VISITOR_PATH=/service-cloud/rest/webadapter/v1/webadapterfacade
+
+# Starts `leavemsg serve` (release build, rate limits off) against DATABASE_URL on the first
+# free port from $1, logging to $2 as in production (RUST_LOG=info unless LOG says otherwise;
+# LOG_FORMAT=json for JSON), as a service manager's journal would take the lines; waits until
+# it is ready. Sets STARTED_PORT and STARTED_PID. The caller stops it.
+bench_server_start() { # first-port log-file
+    STARTED_PORT=$1
+    while (echo >/dev/tcp/127.0.0.1/$STARTED_PORT) 2>/dev/null; do STARTED_PORT=$((STARTED_PORT + 1)); done
+    LEAVEMSG_LISTEN=127.0.0.1:$STARTED_PORT LEAVEMSG_RATE_PER_TOKEN=0 LEAVEMSG_RATE_PER_IP=0 \
         RUST_LOG="${LOG:-info}" LEAVEMSG_LOG_FORMAT="${LOG_FORMAT:-text}" \
-        ./target/release/leavemsg serve >"$BENCH_TMP/server.log" 2>&1 &
-    SERVER=$!
+        ./target/release/leavemsg serve >"$2" 2>&1 &
+    STARTED_PID=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$STARTED_PORT/readyz" >/dev/null && break; sleep 0.2; done
+}
+
+# The server a run measures: started as above, logging to $BENCH_TMP/server.log, with a
+# visitor token on CHANNEL. Sets PORT, SERVER (its pid), BASE (the visitor interface) and
+# exports LEAVEMSG_TOKEN.
+bench_serve() { # first-port
+    bench_server_start "$1" "$BENCH_TMP/server.log"
+    PORT=$STARTED_PORT SERVER=$STARTED_PID
     echo "server logging: ${LOG:-info} (${LOG_FORMAT:-text})"
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
-    BASE="http://127.0.0.1:$PORT/service-cloud/rest/webadapter/v1/webadapterfacade"
+    BASE="http://127.0.0.1:$PORT$VISITOR_PATH"
     LEAVEMSG_TOKEN=$(curl -sf "$BASE/applyToken" -H 'Content-Type: application/json' \
         -d "{\"userId\":\"bench\",\"userName\":\"bench\",\"channelId\":\"$CHANNEL\"}" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
     export LEAVEMSG_TOKEN
+}
+
+# CPU seconds a process has used so far (user + system).
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
+# PostgreSQL's CPU seconds so far: the postmaster with its ended children, and the running ones
+# (a throwaway server only; 0 otherwise).
+db_cpu() {
+    local pm
+    pm=$(head -n 1 "${BENCH_PG_DIR:-/nonexistent}/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+    { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
+      for child in $(pgrep -P "$pm"); do awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null; done
+    } | awk -v hz="$(getconf CLK_TCK)" '{ t += $1 } END { printf "%.3f", t / hz }'
 }

@@ -62,15 +62,7 @@ bench_serve 18190
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
 wrk -t2 -c8 -d2s -s bench/leave-message.lua "$BASE/doLeaveMessage" >/dev/null
 
-cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-db_cpu() { # the postmaster with its ended children, and the running ones
-    local pm
-    pm=$(head -n 1 "$BENCH_PG_DIR/data/postmaster.pid")
-    { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
-      for child in $(pgrep -P "$pm"); do awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null; done
-    } | awk -v hz="$(getconf CLK_TCK)" '{ t += $1 } END { printf "%.3f", t / hz }'
-}
-# Runs a command (its stderr dropped); CLIENT_CPU is left holding the CPU seconds it used.
+# Runs a command (its stderr dropped); client_cpu then says the CPU seconds it used.
 timed() {
     local TIMEFORMAT='%U %S'
     { time "$@" 2>/dev/null; } 2>"$BENCH_TMP/time"

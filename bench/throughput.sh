@@ -211,17 +211,6 @@ PY
     RECEIVER=$!
     trap 'kill $RECEIVER ${WATCHER:-} $SERVER 2>/dev/null || true; rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
     for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$RECEIVER_PORT) 2>/dev/null && break; sleep 0.1; done
-    # CPU seconds a process has used so far (user + system).
-    cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-    # PostgreSQL's: the postmaster with its ended children, and the running ones (a throwaway
-    # server only; 0 otherwise).
-    db_cpu() {
-        local pm
-        pm=$(head -n 1 "${BENCH_PG_DIR:-/nonexistent}/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
-        { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
-          for child in $(pgrep -P "$pm"); do awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null; done
-        } | awk -v hz="$(getconf CLK_TCK)" '{ t += $1 } END { printf "%.2f", t / hz }'
-    }
     printf '\n%-28s %12s %9s %9s %8s %12s %12s %12s\n' "64 connections" "messages/s" "p50 ms" "p99 ms" non2xx \
         "server CPU" "database CPU" "receiver CPU"
     declare -A acked_by=() p99_by=()
@@ -277,47 +266,43 @@ if [ -n "${LOG_AB:-}" ]; then
     # What production logging costs, measured against the same binary logging warnings only, in
     # alternating halves of one run (this machine's pace moves by up to 25 % between runs): a
     # second server on the same database at RUST_LOG=warn, driven in turn with the first.
-    QUIET_PORT=$((PORT + 2))
-    while (echo >/dev/tcp/127.0.0.1/$QUIET_PORT) 2>/dev/null; do QUIET_PORT=$((QUIET_PORT + 1)); done
-    LEAVEMSG_LISTEN=127.0.0.1:$QUIET_PORT LEAVEMSG_RATE_PER_TOKEN=0 LEAVEMSG_RATE_PER_IP=0 \
-        RUST_LOG=warn ./target/release/leavemsg serve >"$BENCH_TMP/quiet.log" 2>&1 &
-    QUIET=$!
+    LOG=warn bench_server_start $((PORT + 2)) "$BENCH_TMP/quiet.log"
+    QUIET=$STARTED_PID
     trap 'kill $QUIET ${RECEIVER:-} ${WATCHER:-} $SERVER 2>/dev/null || true; rm -rf "$BENCH_TMP"; bench_pg_stop' EXIT
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$QUIET_PORT/readyz" >/dev/null && break; sleep 0.2; done
-    QUIET_BASE="http://127.0.0.1:$QUIET_PORT/service-cloud/rest/webadapter/v1/webadapterfacade"
+    QUIET_BASE="http://127.0.0.1:$STARTED_PORT$VISITOR_PATH"
     wrk_run 8 "$QUIET_BASE/doLeaveMessage" bench/leave-message.lua 2 >/dev/null
-    ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
     printf '\n%-34s %12s %9s %9s %8s %16s\n' "logging A/B" "messages/s" "p50 ms" "p99 ms" non2xx \
         "server CPU/msg"
-    declare -A ab_acked=() ab_ticks=() ab_p50=() ab_p99=()
+    declare -A ab_acked=() ab_cpu=() ab_p50=() ab_p99=()
     for c in $CONNECTIONS; do
         for _half in 1 2; do
             for level in "${LOG:-info}" warn; do
                 if [ "$level" = warn ]; then pid=$QUIET url=$QUIET_BASE; else pid=$SERVER url=$BASE; fi
-                before=$(ticks "$pid")
+                before=$(cpu_of "$pid")
                 out=$(wrk_run "$c" "$url/doLeaveMessage" bench/leave-message.lua "$HALF")
-                used=$(( $(ticks "$pid") - before ))
+                used=$(python3 -c "print($(cpu_of "$pid") - $before)")
                 key="$c $level"
                 ab_acked[$key]=$(( ${ab_acked[$key]:-0} + $(field ACK "$out") ))
-                ab_ticks[$key]=$(( ${ab_ticks[$key]:-0} + used ))
+                ab_cpu[$key]=$(python3 -c "print(${ab_cpu[$key]:-0} + $used)")
                 ab_p50[$key]="${ab_p50[$key]:-} $(field P50 "$out")"
                 ab_p99[$key]=$(python3 -c "print(max(${ab_p99[$key]:-0}, $(field P99 "$out")))")
                 printf '%-34s %12.0f %9s %9s %8s %13.0f µs\n' "$c conn, $level, half $_half" \
                     "$(python3 -c "print($(field ACK "$out") / $HALF)")" "$(field P50 "$out")" \
                     "$(field P99 "$out")" \
                     "$(grep -oP 'Non-2xx or 3xx responses: \K[0-9]+' <<<"$out" || echo 0)" \
-                    "$(python3 -c "print(1e6 * $used / $(getconf CLK_TCK) / max($(field ACK "$out"), 1))")"
+                    "$(python3 -c "print(1e6 * $used / max($(field ACK "$out"), 1))")"
             done
         done
         python3 - "$c" "${LOG:-info}" "${ab_acked[$c ${LOG:-info}]}" "${ab_acked[$c warn]}" \
-            "${ab_ticks[$c ${LOG:-info}]}" "${ab_ticks[$c warn]}" "${ab_p50[$c ${LOG:-info}]}" \
-            "${ab_p50[$c warn]}" "${ab_p99[$c ${LOG:-info}]}" "${ab_p99[$c warn]}" "$(getconf CLK_TCK)" <<'PY'
+            "${ab_cpu[$c ${LOG:-info}]}" "${ab_cpu[$c warn]}" "${ab_p50[$c ${LOG:-info}]}" \
+            "${ab_p50[$c warn]}" "${ab_p99[$c ${LOG:-info}]}" "${ab_p99[$c warn]}" <<'PY'
 import sys
 c, level = sys.argv[1], sys.argv[2]
-acked, quiet_acked, ticks, quiet_ticks = (int(x) for x in sys.argv[3:7])
+acked, quiet_acked = int(sys.argv[3]), int(sys.argv[4])
+used, quiet_used = float(sys.argv[5]), float(sys.argv[6])
 p50, quiet_p50 = (sum(map(float, s.split())) / len(s.split()) for s in sys.argv[7:9])
-p99, quiet_p99, hz = float(sys.argv[9]), float(sys.argv[10]), int(sys.argv[11])
-cpu, quiet_cpu = 1e6 * ticks / hz / acked, 1e6 * quiet_ticks / hz / quiet_acked
+p99, quiet_p99 = float(sys.argv[9]), float(sys.argv[10])
+cpu, quiet_cpu = 1e6 * used / acked, 1e6 * quiet_used / quiet_acked
 print(f"  {c} conn: {level} logging at {acked / quiet_acked:.0%} of warn's pace; p50 {p50:.3f} vs "
       f"{quiet_p50:.3f} ms, p99 {p99:.3f} vs {quiet_p99:.3f} ms; server CPU {cpu:.0f} vs "
       f"{quiet_cpu:.0f} µs a message")
